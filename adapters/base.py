@@ -1,0 +1,145 @@
+"""The adapter contract: one base class every ATP source implements.
+
+An adapter gets ONE batch per webhook request (all the products it is asked
+for times all the locations routed to it) and returns what it knows. It never
+sees Flask. :meth:`Adapter.fetch` is the public entry point: it checks the
+shape of the answer and converts any library error into an
+:class:`~atp_bridge.errors.AdapterError` carrying the adapter's name.
+Subclasses implement :meth:`Adapter.lookup` (the I/O) and may override
+:meth:`Adapter.health` and :meth:`Adapter.close`.
+"""
+from __future__ import annotations
+
+import abc
+import fnmatch
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from marshmallow import Schema
+
+from atp_bridge.errors import AdapterError, AdapterTimeout
+
+# An ATP value as a source reports it: int or float, or None for "unknown".
+Value = "int | float | None"
+
+
+class Batch:
+    """One adapter's share of a request: ``products`` x ``locations``.
+
+    ``products`` holds the keys the adapter matches on (``external_identifier``
+    or ``product_id``, per its ``match_on``). Pairs are product-major, the order
+    of :meth:`pairs` and of the list :meth:`Adapter.lookup` returns.
+    ``deadline`` is a :func:`time.monotonic` timestamp the answer is due by.
+    """
+
+    __slots__ = ("products", "locations", "deadline")
+
+    def __init__(self, products: Sequence[str], locations: Sequence[str], deadline: float):
+        self.products = products
+        self.locations = locations
+        self.deadline = deadline
+
+    def __len__(self) -> int:
+        return len(self.products) * len(self.locations)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """Every (product, location) pair, product-major."""
+        locations = self.locations
+        return [(p, loc) for p in self.products for loc in locations]
+
+    def remaining(self) -> float:
+        """Seconds left before the deadline (may be negative)."""
+        return self.deadline - time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"Batch({len(self.products)} products x {len(self.locations)} locations)"
+
+
+@dataclass(frozen=True)
+class Health:
+    """An adapter's readiness as reported on ``/readyz``."""
+
+    ok: bool
+    detail: str = ""
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"ok": self.ok, "detail": self.detail, **self.info}
+
+
+class Adapter(abc.ABC):
+    """Base class of every ATP source.
+
+    Class attributes a subclass sets:
+
+    * ``options_schema``: a marshmallow ``Schema`` for the adapter's own YAML
+      keys (unknown keys are rejected). ``from_config`` receives its output.
+    * ``blocking``: False for adapters that answer from memory (CSV); the bridge
+      then calls them inline instead of handing them to its thread pool.
+    """
+
+    options_schema: ClassVar[type[Schema] | None] = None
+    blocking: ClassVar[bool] = True
+
+    def __init__(self, name: str, *, locations: Sequence[str] = ("*",),
+                 match_on: str = "external_identifier"):
+        self.name = name
+        self.locations = tuple(locations)
+        self.match_on = match_on
+        self._serves: dict[str, bool] = {}
+
+    @classmethod
+    def from_config(cls, spec, upstream: "Adapter | None" = None) -> "Adapter":
+        """Build the adapter from an :class:`atp_bridge.config.AdapterSpec`.
+
+        ``spec.options`` is what ``options_schema`` loaded. ``upstream`` is the
+        adapter named by ``spec.upstream`` (only for adapters that wrap one).
+        """
+        return cls(spec.name, locations=spec.locations, match_on=spec.match_on, **spec.options)
+
+    def serves(self, location: str) -> bool:
+        """True when ``location`` matches one of the adapter's glob patterns."""
+        hit = self._serves.get(location)
+        if hit is None:
+            hit = any(fnmatch.fnmatchcase(location, pat) for pat in self.locations)
+            if len(self._serves) < 100_000:  # bounded: locations come from callers
+                self._serves[location] = hit
+        return hit
+
+    def fetch(self, batch: Batch) -> list:
+        """Answer ``batch``: a list of ATP values (None = unknown), product-major.
+
+        Any exception becomes an :class:`AdapterError` naming this adapter.
+        """
+        try:
+            answer = self.lookup(batch)
+        except AdapterError:
+            raise
+        except TimeoutError as e:
+            raise AdapterTimeout(self.name, f"timed out: {e}") from e
+        except Exception as e:  # converted at the boundary, never swallowed
+            raise AdapterError(self.name, f"{type(e).__name__}: {e}") from e
+        if isinstance(answer, Mapping):
+            get = answer.get
+            return [get(pair) for pair in batch.pairs()]
+        if len(answer) != len(batch):
+            raise AdapterError(self.name, f"returned {len(answer)} values for {len(batch)} pairs")
+        return answer if isinstance(answer, list) else list(answer)
+
+    @abc.abstractmethod
+    def lookup(self, batch: Batch) -> "Sequence | Mapping[tuple[str, str], int | float]":
+        """Do the I/O for ``batch``.
+
+        Return either a sequence aligned with ``batch.pairs()`` (None where the
+        source does not know the pair) or a mapping ``{(product, location): atp}``
+        holding only the pairs the source knows. Raise on failure.
+        """
+
+    def health(self) -> Health:
+        """Readiness of the source; override to check a connection or a file."""
+        return Health(True, "ok")
+
+    def close(self) -> None:
+        """Release connections, threads and files."""

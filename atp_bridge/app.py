@@ -1,0 +1,64 @@
+"""The application factory.
+
+:func:`create_app` only wires: it loads the configuration, builds the adapters
+and the bridge, and registers routes and error handlers. Shared state lives in
+``app.extensions["atp_bridge"]``.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+from dataclasses import dataclass
+
+from flask import Flask
+
+from atp_bridge.bridge import Bridge
+from atp_bridge.config import load_config
+from atp_bridge.config_types import BridgeConfig
+
+__all__ = ["create_app", "AppState"]
+
+log = logging.getLogger("atp_bridge")
+
+
+@dataclass
+class AppState:
+    """What the views share: the config, the bridge and the API keys as bytes."""
+
+    config: BridgeConfig
+    bridge: Bridge
+    api_keys: tuple[bytes, ...]
+
+
+def create_app(config: BridgeConfig | str | None = None) -> Flask:
+    """Build the Flask app from a loaded config, a config path, or the default
+    (``$ATP_BRIDGE_CONFIG``, else the embedded sample)."""
+    from atp_bridge import http_errors, views
+
+    if not isinstance(config, BridgeConfig):
+        config = load_config(config)
+    _setup_logging(config.log_level)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    bridge = Bridge.from_config(config)
+    app.extensions["atp_bridge"] = AppState(
+        config=config, bridge=bridge,
+        api_keys=tuple(k.encode("utf-8") for k in config.api_keys))
+    atexit.register(bridge.close)
+    if not config.api_keys:
+        log.warning("AUTH DISABLED: auth.api_keys is empty, so anyone who can reach this "
+                    "service can read ATP. Set auth.api_keys to NewStore's webhook API key.")
+    views.register(app, config.base_path)
+    http_errors.register(app)
+    log.info("atp-bridge ready: config=%s adapters=%s", config.source,
+             ",".join(a.name for a in config.adapters))
+    return app
+
+
+def _setup_logging(level: str) -> None:
+    root = logging.getLogger("atp_bridge")
+    root.setLevel(level)
+    if not logging.getLogger().handlers and not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)

@@ -1,0 +1,159 @@
+"""The bridge: fan a request out to its adapters under one deadline, merge, fail safe.
+
+The failure rule is NewStore's own ("when the request can't be processed ...
+the platform will assume none of the items are available"), made explicit: any
+adapter error, any deadline overrun and any internal bug give an all-zero
+answer (or, with ``on_error: zero_failed``, zeros for the failed adapter's
+pairs only) plus a reason for the ``X-ATP-Degraded`` header.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from adapters import adapter_class
+from adapters.base import Adapter, Batch, Health
+from atp_bridge.config_types import BridgeConfig
+from atp_bridge.errors import AdapterError, AdapterTimeout
+from atp_bridge.planner import Planner, finalize, merge
+
+log = logging.getLogger("atp_bridge")
+
+
+@dataclass
+class Answer:
+    """The merged answer: ``atps`` is the flat product-major grid (None = unknown)."""
+
+    atps: list
+    degraded: list[str] = field(default_factory=list)
+    adapters: list[str] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        return ",".join(self.degraded)
+
+
+def build_adapters(config: BridgeConfig) -> tuple[list[Adapter], list[Adapter]]:
+    """Build every adapter; return ``(routed in priority order, all)``.
+
+    An adapter named as another's ``upstream`` is reached only through that
+    wrapper, which takes its place in the priority order.
+    """
+    specs = {s.name: s for s in config.adapters}
+    built: dict[str, Adapter] = {}
+    try:
+        for spec in config.adapters:
+            if spec.upstream is None:
+                built[spec.name] = adapter_class(spec.type).from_config(spec)
+        for spec in config.adapters:
+            if spec.upstream is not None:
+                built[spec.name] = adapter_class(spec.type).from_config(
+                    spec, upstream=built[spec.upstream])
+    except BaseException:
+        for adapter in built.values():
+            adapter.close()
+        raise
+    wrapper_of = {s.upstream: s.name for s in config.adapters if s.upstream}
+    routed = [built[wrapper_of.get(name, name)] for name, s in specs.items() if s.upstream is None]
+    return routed, [built[s.name] for s in config.adapters]
+
+
+class Bridge:
+    """Answers availability questions from the configured adapters."""
+
+    def __init__(self, config: BridgeConfig, routed: list[Adapter], adapters: list[Adapter]):
+        self.config = config
+        self.adapters = adapters
+        self.planner = Planner(routed)
+        self.deadline_s = config.deadline_ms / 1000
+        self.on_error = config.on_error
+        self.merge_mode = config.merge
+        self._safety = config.safety_stock
+        # one pool for the process, never one per request
+        self.executor = ThreadPoolExecutor(config.adapter_threads, thread_name_prefix="atp-adapter")
+
+    @classmethod
+    def from_config(cls, config: BridgeConfig) -> "Bridge":
+        routed, adapters = build_adapters(config)
+        return cls(config, routed, adapters)
+
+    def answer(self, pids: list[str], eids: list[str], locations: list[str],
+               started: float | None = None) -> Answer:
+        """Merged ATP for every (product, location) pair; never raises AdapterError."""
+        started = time.monotonic() if started is None else started
+        deadline = started + self.deadline_s
+        n_p, n_l = len(pids), len(locations)
+        keys = {"external_identifier": eids, "product_id": pids}
+        routes = self.planner.routes(tuple(locations))
+        answers: list = [None] * len(routes)
+        failures: list[tuple[int, AdapterError]] = []
+        pending = {}
+        for i, route in enumerate(routes):
+            if route.adapter.blocking:
+                batch = Batch(keys[route.adapter.match_on], route.locations, deadline)
+                pending[self.executor.submit(route.adapter.fetch, batch)] = i
+        for i, route in enumerate(routes):  # in-memory adapters run while the pool works
+            if not route.adapter.blocking:
+                try:
+                    answers[i] = route.adapter.fetch(Batch(keys[route.adapter.match_on],
+                                                           route.locations, deadline))
+                except AdapterError as e:
+                    failures.append((i, e))
+        if pending:
+            done, not_done = wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+            for fut in not_done:
+                fut.cancel()
+                i = pending[fut]
+                failures.append((i, AdapterTimeout(routes[i].adapter.name,
+                                                   f"no answer within deadline_ms={self.config.deadline_ms}")))
+            for fut in done:
+                i = pending[fut]
+                try:
+                    answers[i] = fut.result()
+                except AdapterError as e:
+                    failures.append((i, e))
+        if time.monotonic() > deadline and not failures:
+            failures.append((-1, AdapterTimeout("*", "deadline passed while merging")))
+
+        result = Answer([], adapters=[r.adapter.name for r in routes])
+        if failures:
+            failures.sort(key=lambda f: f[0])
+            result.degraded = [f"{e.reason}:{e.adapter}" for _, e in failures]
+            log.warning("degraded answer, all pairs %s: %s",
+                        "of failed adapters zeroed" if self.on_error == "zero_failed" else "zeroed",
+                        "; ".join(str(e) for _, e in failures))
+            if self.on_error == "zero_all" or any(i < 0 for i, _ in failures):
+                result.atps = [0] * (n_p * n_l)
+                return result
+
+        if len(routes) == 1 and routes[0].aligned and answers[0] is not None:
+            grid = answers[0]
+        else:
+            grid = [None] * (n_p * n_l)
+            for route, ans in zip(routes, answers):
+                if ans is not None:
+                    merge(grid, ans, route.positions(n_p, n_l), self.merge_mode)
+        safety = [self._safety.for_location(loc) for loc in locations]
+        atps = finalize(grid, locations, safety)
+        for i, _ in failures:  # zero_failed: only what the failed adapter was asked
+            for k in routes[i].positions(n_p, n_l):
+                atps[k] = 0
+        result.atps = atps
+        return result
+
+    def health(self) -> dict[str, Health]:
+        """Every adapter's health (wrapped upstreams included)."""
+        out = {}
+        for adapter in self.adapters:
+            try:
+                out[adapter.name] = adapter.health()
+            except Exception as e:  # a health check must never take /readyz down
+                out[adapter.name] = Health(False, f"health check failed: {type(e).__name__}: {e}")
+        return out
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        for adapter in self.adapters:
+            adapter.close()

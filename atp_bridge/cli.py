@@ -1,0 +1,120 @@
+"""The ``atp-bridge`` command: serve, check-config, query."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+import orjson
+
+from atp_bridge.config import ENV_VAR, load_config, resolve_path
+from atp_bridge.errors import ConfigError
+
+CONFIG_HELP = f"Config directory or YAML file (default: ${ENV_VAR}, else the embedded sample)."
+
+
+class ConfigProblem(click.ClickException):
+    """The configuration is invalid: one line per problem, with file and key."""
+
+    def __init__(self, path, error: ConfigError):
+        self.problems = error.problems
+        lines = "\n".join(f"  {p}" for p in error.problems)
+        super().__init__(f"invalid configuration {path} ({len(error.problems)} problem"
+                         f"{'s' if len(error.problems) != 1 else ''}):\n{lines}\n"
+                         f"Fix these keys and run `atp-bridge check-config` again.")
+
+
+def _load(path):
+    try:
+        return load_config(path)
+    except ConfigError as e:
+        raise ConfigProblem(resolve_path(path), e) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="atp-bridge")
+def main():
+    """NewStore External Availability Webhook (Tier-2 OMS) for your ATP sources."""
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--bind", help="HOST:PORT to listen on (default $ATP_BRIDGE_BIND or 127.0.0.1:8080).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default $WEB_CONCURRENCY or 2).")
+@click.option("--threads", type=click.IntRange(min=1), help="Threads per worker (default $ATP_BRIDGE_THREADS or 8).")
+def serve(config_path, bind, workers, threads):
+    """Run the webhook under gunicorn."""
+    from atp_bridge.server import run
+
+    path = resolve_path(config_path)
+    _load(path)  # fail fast, with the check-config message, before forking workers
+    run(str(path), bind=bind, workers=workers, threads=threads)
+
+
+@main.command("check-config")
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+def check_config(config_path):
+    """Validate the configuration; print every problem with file and key."""
+    config = _load(config_path)
+    auth = f"{len(config.api_keys)} API key(s)" if config.api_keys else "NO API KEYS (auth disabled)"
+    click.echo(f"OK {config.source}: {len(config.adapters)} adapter(s), {auth}, "
+               f"merge={config.merge}, on_error={config.on_error}, deadline_ms={config.deadline_ms}")
+    for i, a in enumerate(config.adapters, 1):
+        via = f", upstream={a.upstream}" if a.upstream else ""
+        click.echo(f"  {i}. {a.name} (type={a.type}, locations={','.join(a.locations)}, "
+                   f"match_on={a.match_on}{via}) from {a.source}")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--product", "products", multiple=True, required=True,
+              help="Product id (used as product_id and external_identifier); repeatable.")
+@click.option("--location", "locations", multiple=True, required=True, help="Fulfillment location; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+def query(config_path, products, locations, as_json):
+    """Ask the configured adapters directly; print each answer and the merge."""
+    from adapters.base import Batch
+    from atp_bridge.bridge import Bridge
+    from atp_bridge.errors import AdapterError
+
+    config = _load(config_path)
+    bridge = Bridge.from_config(config)
+    try:
+        products, locations = list(products), list(locations)
+        deadline = time.monotonic() + config.deadline_ms / 1000
+        per_adapter = {}
+        for route in bridge.planner.routes(tuple(locations)):
+            batch = Batch(products, route.locations, deadline)
+            try:
+                values = route.adapter.fetch(batch)
+                per_adapter[route.adapter.name] = {
+                    f"{p}@{loc}": v for (p, loc), v in zip(batch.pairs(), values)}
+            except AdapterError as e:
+                per_adapter[route.adapter.name] = {"error": str(e)}
+        answer = bridge.answer(products, products, locations)
+    finally:
+        bridge.close()
+    merged = [{"product": p, "location": loc, "atp": answer.atps[i * len(locations) + j]}
+              for i, p in enumerate(products) for j, loc in enumerate(locations)]
+    if as_json:
+        click.echo(orjson.dumps({"adapters": per_adapter, "merged": merged,
+                                 "degraded": answer.degraded}, option=orjson.OPT_INDENT_2))
+        return
+    for name, values in per_adapter.items():
+        click.echo(f"adapter {name}:")
+        for pair, v in values.items():
+            click.echo(f"  {pair:<40} {'unknown' if v is None else v}")
+    if not per_adapter:
+        click.echo("no adapter serves these locations")
+    click.echo(f"merged (merge={config.merge}, safety stock applied):")
+    for row in merged:
+        atp = "unknown (0)" if row["atp"] is None else row["atp"]
+        click.echo(f"  {row['product'] + '@' + row['location']:<40} {atp}")
+    if answer.degraded:
+        click.echo(f"DEGRADED: {answer.reason} (NewStore would get atp 0)", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,275 @@
+"""Configuration: YAML -> ``${VAR}`` expansion -> marshmallow -> frozen dataclasses.
+
+``PATH`` is a directory (``bridge.yaml`` plus ``adapters/*.yaml``, one adapter
+per file, file-name order = priority order) or a single YAML file with the same
+server-wide keys and an ``adapters:`` list. Every problem is collected and
+reported at once as ``file: key: message``; values are never echoed, so
+secrets cannot leak through error messages.
+"""
+from __future__ import annotations
+
+import os
+import re
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+
+from atp_bridge.config_types import AdapterSpec, BridgeConfig, SafetyStock
+from atp_bridge.errors import ConfigError, UnknownAdapterType
+from atp_bridge.schemas import flatten_messages
+
+ENV_VAR = "ATP_BRIDGE_CONFIG"
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _SafetyStockSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    default = fields.Float(load_default=0, validate=validate.Range(min=0))
+    locations = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
+                            values=fields.Float(validate=validate.Range(min=0)), load_default=dict)
+
+    @post_load
+    def _make(self, data, **kwargs):
+        return SafetyStock(**data)
+
+
+class _AuthSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    api_keys = fields.List(fields.String(validate=validate.Length(
+        min=20, error="API keys must be at least 20 characters (NewStore's minimum).")),
+        load_default=list)
+
+
+class BridgeSchema(Schema):
+    """Server-wide keys (``bridge.yaml`` or the top of a single file)."""
+
+    class Meta:
+        unknown = RAISE
+
+    base_path = fields.String(load_default="/newstore_api/v0",
+                              validate=validate.Regexp(r"^(/[A-Za-z0-9._~-]+)*/?$|^$",
+                                                       error="Must be a URL path like /newstore_api/v0."))
+    auth = fields.Nested(_AuthSchema, load_default=lambda: {"api_keys": []})
+    deadline_ms = fields.Integer(load_default=3000, validate=validate.Range(min=10, max=60_000))
+    max_pairs = fields.Integer(load_default=50_000, validate=validate.Range(min=1))
+    max_body_bytes = fields.Integer(load_default=5 * 1024 * 1024, validate=validate.Range(min=1024))
+    merge = fields.String(load_default="first", validate=validate.OneOf(["first", "sum", "min", "max"]))
+    on_error = fields.String(load_default="zero_all", validate=validate.OneOf(["zero_all", "zero_failed"]))
+    safety_stock = fields.Nested(_SafetyStockSchema, load_default=lambda: SafetyStock())
+    omit_unknown = fields.Boolean(load_default=False)
+    adapter_threads = fields.Integer(load_default=16, validate=validate.Range(min=1, max=1024))
+    log_level = fields.String(load_default="INFO", validate=validate.OneOf(
+        ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]))
+    adapters = fields.List(fields.Raw(), load_default=list)
+
+
+class AdapterCommonSchema(Schema):
+    """Keys every adapter has; the rest goes to the adapter's own schema."""
+
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Regexp(
+        r"^[A-Za-z0-9_.-]+$", error="Use letters, digits, '_', '-' and '.' only."))
+    type = fields.String(required=True, validate=validate.Length(min=1))
+    locations = fields.List(fields.String(validate=validate.Length(min=1)),
+                            load_default=lambda: ["*"], validate=validate.Length(min=1))
+    match_on = fields.String(load_default="external_identifier",
+                             validate=validate.OneOf(["external_identifier", "product_id"]))
+
+
+COMMON_KEYS = frozenset(AdapterCommonSchema().fields)
+
+
+# -- loading ---------------------------------------------------------------
+
+def default_config_path() -> Path:
+    """The embedded default: a sample CSV shipped inside the package."""
+    return Path(str(resources.files("atp_bridge") / "data" / "default.yaml"))
+
+
+def resolve_path(path: str | os.PathLike | None) -> Path:
+    """``path``, else ``$ATP_BRIDGE_CONFIG``, else the embedded default."""
+    chosen = path or os.environ.get(ENV_VAR)
+    return Path(chosen) if chosen else default_config_path()
+
+
+def load_config(path: str | os.PathLike | None = None) -> BridgeConfig:
+    """Load and validate the configuration; raise ConfigError listing every problem."""
+    root = resolve_path(path)
+    problems: list[str] = []
+    if root.is_dir():
+        config = _load_dir(root, problems)
+    elif root.is_file():
+        config = _load_single(root, problems)
+    else:
+        raise ConfigError([f"{root}: no such file or directory (set --config or {ENV_VAR})"])
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def _load_dir(root: Path, problems: list[str]) -> BridgeConfig | None:
+    bridge_file = root / "bridge.yaml"
+    server = (_read_yaml(bridge_file, problems) if bridge_file.exists() else {}) or {}
+    if "adapters" in server:
+        problems.append(f"{bridge_file}: adapters: in a config directory, put each adapter "
+                        f"in its own file under adapters/")
+        server = {k: v for k, v in server.items() if k != "adapters"}
+    files = sorted((root / "adapters").glob("*.yaml")) + sorted((root / "adapters").glob("*.yml"))
+    files.sort(key=lambda p: p.name)
+    raw_adapters = [(f, "", doc) for f in files if (doc := _read_yaml(f, problems)) is not None]
+    if not files:
+        problems.append(f"{root / 'adapters'}: no adapter files (*.yaml) found")
+    return _build(bridge_file, server, raw_adapters, problems)
+
+
+def _load_single(path: Path, problems: list[str]) -> BridgeConfig | None:
+    doc = _read_yaml(path, problems)
+    if doc is None:
+        return None
+    raw = doc.get("adapters")
+    raw_adapters = []
+    if isinstance(raw, list):
+        raw_adapters = [(path, f"adapters[{i}].", item) for i, item in enumerate(raw)]
+        if not raw:
+            problems.append(f"{path}: adapters: at least one adapter is required")
+    else:
+        problems.append(f"{path}: adapters: must be a list of adapters")
+    return _build(path, doc, raw_adapters, problems)
+
+
+def _read_yaml(path: Path, problems: list[str]):
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problems.append(f"{path}: {where}invalid YAML: {getattr(e, 'problem', None) or e}")
+        return None
+    except (OSError, UnicodeDecodeError) as e:
+        problems.append(f"{path}: cannot read: {e}")
+        return None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        problems.append(f"{path}: the document must be a mapping of keys, not {type(doc).__name__}")
+        return None
+    return _expand(doc, path, "", problems)
+
+
+def _expand(value, path: Path, key: str, problems: list[str]):
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string value."""
+    if isinstance(value, dict):
+        return {k: _expand(v, path, f"{key}{k}.", problems)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, path, f"{key}{i}.", problems) for i, v in enumerate(value)]
+    if isinstance(value, str) and "$" in value:
+        def sub(m):
+            if m.group(0) == "$$":
+                return "$"
+            var, default = m.group(1), m.group(2)
+            got = os.environ.get(var)
+            if got is None or (got == "" and default is not None):
+                if default is None:
+                    problems.append(f"{path}: {key.rstrip('.')}: environment variable "
+                                    f"{var} is not set (use ${{{var}:-default}} for a default)")
+                    return ""
+                return default
+            return got
+        return _VAR.sub(sub, value)
+    return value
+
+
+def _report(problems: list[str], file: Path, prefix: str, err: ValidationError) -> None:
+    for key, msg in flatten_messages(err.messages, root="(document)"):
+        if msg == "Unknown field.":
+            msg = "unknown key (check the spelling; see the README's configuration reference)"
+        problems.append(f"{file}: {prefix}{key}: {msg}")
+
+
+def _build(bridge_file: Path, server, raw_adapters, problems: list[str]) -> BridgeConfig | None:
+    settings = {}
+    try:
+        settings = BridgeSchema().load(server)
+    except ValidationError as e:
+        _report(problems, bridge_file, "", e)
+    specs = [s for s in (_adapter_spec(f, p, raw, problems) for f, p, raw in raw_adapters) if s]
+    _check_names(specs, problems)
+    if problems:
+        return None
+    settings.pop("adapters", None)
+    auth = settings.pop("auth")
+    base_path = settings.pop("base_path").rstrip("/")
+    return BridgeConfig(adapters=tuple(specs), api_keys=tuple(auth["api_keys"]),
+                        base_path=base_path, source=str(bridge_file), **settings)
+
+
+def _adapter_spec(file: Path, prefix: str, raw, problems: list[str]) -> AdapterSpec | None:
+    from adapters import adapter_class  # late: adapters import atp_bridge.errors
+
+    if not isinstance(raw, dict):
+        problems.append(f"{file}: {prefix.rstrip('.') or '(document)'}: an adapter must be a mapping")
+        return None
+    common_raw = {k: v for k, v in raw.items() if k in COMMON_KEYS}
+    own_raw = {k: v for k, v in raw.items() if k not in COMMON_KEYS}
+    n_before = len(problems)
+    common = {}
+    try:
+        common = AdapterCommonSchema().load(common_raw)
+    except ValidationError as e:
+        _report(problems, file, prefix, e)
+    cls = None
+    if "type" in common:
+        try:
+            cls = adapter_class(common["type"])
+        except UnknownAdapterType as e:
+            problems.append(f"{file}: {prefix}type: {e}")
+    options = {}
+    if cls is not None:
+        if cls.options_schema is None:
+            if own_raw:
+                problems.append(f"{file}: {prefix}{sorted(own_raw)[0]}: unknown key "
+                                f"(adapter type {common['type']!r} takes no options)")
+        else:
+            try:
+                options = cls.options_schema().load(own_raw)
+            except ValidationError as e:
+                _report(problems, file, prefix, e)
+    if len(problems) > n_before:
+        return None
+    return AdapterSpec(name=common["name"], type=common["type"], locations=tuple(common["locations"]),
+                       match_on=common["match_on"], options=options, upstream=options.get("upstream"),
+                       source=str(file), base_dir=str(file.parent))
+
+
+def _check_names(specs: list[AdapterSpec], problems: list[str]) -> None:
+    seen: dict[str, AdapterSpec] = {}
+    for s in specs:
+        if s.name in seen:
+            problems.append(f"{s.source}: name: adapter name {s.name!r} is already used in "
+                            f"{seen[s.name].source}")
+        seen[s.name] = s
+    wrapped: dict[str, str] = {}
+    for s in specs:
+        if s.upstream is None:
+            continue
+        if s.upstream not in seen:
+            problems.append(f"{s.source}: upstream: no adapter named {s.upstream!r} "
+                            f"(known: {', '.join(seen)})")
+        elif s.upstream == s.name or seen[s.upstream].upstream is not None:
+            problems.append(f"{s.source}: upstream: {s.upstream!r} cannot be wrapped "
+                            f"(it is this adapter or itself wraps another)")
+        elif s.upstream in wrapped:
+            problems.append(f"{s.source}: upstream: {s.upstream!r} is already wrapped by "
+                            f"{wrapped[s.upstream]!r}")
+        else:
+            wrapped[s.upstream] = s.name

@@ -1,0 +1,59 @@
+"""Frozen dataclasses the loaded configuration is made of."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """One adapter's validated configuration.
+
+    ``options`` is what the adapter class's ``options_schema`` loaded from the
+    type-specific keys. ``source`` names the YAML file (for messages) and
+    ``base_dir`` is its folder: relative paths in options resolve against it.
+    """
+
+    name: str
+    type: str
+    locations: tuple[str, ...] = ("*",)
+    match_on: str = "external_identifier"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    upstream: str | None = None
+    source: str = "<memory>"
+    base_dir: str = "."
+
+
+@dataclass(frozen=True)
+class SafetyStock:
+    """Units held back per location: ``locations`` overrides ``default``."""
+
+    default: float = 0
+    locations: Mapping[str, float] = field(default_factory=dict)
+
+    def for_location(self, location: str) -> float:
+        return self.locations.get(location, self.default)
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    """The whole, validated configuration of one atp-bridge process."""
+
+    adapters: tuple[AdapterSpec, ...]
+    base_path: str = "/newstore_api/v0"
+    api_keys: tuple[str, ...] = ()
+    deadline_ms: int = 3000
+    max_pairs: int = 50_000
+    max_body_bytes: int = 5 * 1024 * 1024
+    merge: str = "first"
+    on_error: str = "zero_all"
+    safety_stock: SafetyStock = field(default_factory=SafetyStock)
+    omit_unknown: bool = False
+    adapter_threads: int = 16
+    log_level: str = "INFO"
+    source: str = "<memory>"
+
+    def __repr__(self) -> str:  # never print the API keys
+        return (f"BridgeConfig(source={self.source!r}, adapters={[a.name for a in self.adapters]!r}, "
+                f"api_keys=<{len(self.api_keys)} hidden>)")

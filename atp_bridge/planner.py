@@ -1,0 +1,90 @@
+"""Routing pairs to adapters, and merging their answers.
+
+A request is a grid: ``P`` products x ``L`` locations, product-major. Each
+adapter is routed the locations its glob patterns match (all products), so
+its batch is a smaller grid and its answer a flat list over that grid. The
+merge writes those answers into one flat list of ``P*L`` values.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+from adapters.base import Adapter
+
+# merge mode -> how a later (lower-priority) value combines with the current one
+_COMBINE = {
+    "first": None,  # keep the first known value: handled without a call
+    "sum": lambda cur, v: cur + v,
+    "min": min,
+    "max": max,
+}
+
+
+class Route:
+    """One adapter's share of a request's locations."""
+
+    __slots__ = ("adapter", "loc_idx", "locations", "aligned")
+
+    def __init__(self, adapter: Adapter, loc_idx: tuple[int, ...], locations: tuple[str, ...],
+                 n_locations: int):
+        self.adapter = adapter
+        self.loc_idx = loc_idx
+        self.locations = locations
+        self.aligned = len(loc_idx) == n_locations  # routed every location
+
+    def positions(self, n_products: int, n_locations: int) -> Sequence[int]:
+        """Indexes into the request's flat P*L grid, in the adapter's batch order."""
+        if self.aligned:
+            return range(n_products * n_locations)
+        idx = self.loc_idx
+        return [base + i for base in range(0, n_products * n_locations, n_locations) for i in idx]
+
+
+class Planner:
+    """Routes locations to adapters, in priority order; remembers recent plans."""
+
+    def __init__(self, adapters: Sequence[Adapter]):
+        self.adapters = tuple(adapters)
+        self.routes = lru_cache(maxsize=1024)(self._routes)
+
+    def _routes(self, locations: tuple[str, ...]) -> tuple[Route, ...]:
+        out = []
+        for adapter in self.adapters:
+            idx = tuple(i for i, loc in enumerate(locations) if adapter.serves(loc))
+            if idx:
+                out.append(Route(adapter, idx, tuple(locations[i] for i in idx), len(locations)))
+        return tuple(out)
+
+
+def merge(grid: list, answer: Sequence, positions: Sequence[int], mode: str) -> None:
+    """Fold one adapter's ``answer`` into ``grid`` (None = unknown) in place."""
+    combine = _COMBINE[mode]
+    for k, v in zip(positions, answer):
+        if v is None:
+            continue
+        cur = grid[k]
+        if cur is None:
+            grid[k] = v
+        elif combine is not None:
+            grid[k] = combine(cur, v)
+
+
+def finalize(grid: list, locations: Sequence[str], safety: Sequence[float]) -> list:
+    """Apply per-location safety stock, clamp at 0, floor to int; None stays None.
+
+    ``safety`` is aligned with ``locations``; all zeros skips the subtraction.
+    """
+    n = len(locations)
+    out = [None] * len(grid)
+    if not any(safety):
+        for k, v in enumerate(grid):
+            if v is not None:
+                out[k] = math.floor(v) if v > 0 else 0
+        return out
+    for k, v in enumerate(grid):
+        if v is not None:
+            v = v - safety[k % n]
+            out[k] = math.floor(v) if v > 0 else 0
+    return out

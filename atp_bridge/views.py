@@ -1,0 +1,121 @@
+"""HTTP routes: the webhook, health and readiness.
+
+The webhook's hot path parses with orjson, checks the body with
+:func:`atp_bridge.schemas.parse_request`, builds the answer from plain dicts and
+serialises with orjson. marshmallow runs only for invalid bodies, to word the
+400.
+"""
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+import orjson
+from flask import Blueprint, Flask, Response, current_app, request
+
+from atp_bridge.errors import RequestError
+from atp_bridge.schemas import parse_request, request_error
+
+log = logging.getLogger("atp_bridge")
+
+bp = Blueprint("atp_bridge", __name__)
+
+JSON = "application/json"
+
+
+def json_response(body, status: int = 200, headers=None) -> Response:
+    return Response(orjson.dumps(body), status=status, mimetype=JSON, headers=headers)
+
+
+def _state():
+    return current_app.extensions["atp_bridge"]
+
+
+def check_auth(keys: tuple[bytes, ...]) -> None:
+    """Accept ``Authorization: <key>`` or ``Bearer <key>``; constant-time compare."""
+    if not keys:
+        return
+    given = request.headers.get("Authorization", "")
+    if given[:7].lower() == "bearer ":
+        given = given[7:]
+    given_b = given.strip().encode("utf-8", "surrogateescape")
+    ok = False
+    for key in keys:  # compare against every key: no early exit to time
+        ok |= hmac.compare_digest(given_b, key)
+    if not ok:
+        raise RequestError("missing or invalid API key in the Authorization header",
+                           status=401, code="unauthorized")
+
+
+def availabilities():
+    """``POST /availabilities``: NewStore's External Availability Webhook."""
+    started = time.monotonic()
+    state = _state()
+    check_auth(state.api_keys)
+    config = state.config
+    raw = request.get_data(cache=False)  # 413 beyond max_body_bytes (MAX_CONTENT_LENGTH)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        problem = f"not valid UTF-8 JSON: {e}"
+        raise RequestError(f"(body): {problem}", code="invalid_json",
+                           details=[{"field": "(body)", "problem": problem}]) from None
+    parsed = parse_request(doc)
+    if parsed is None:
+        raise request_error(doc)
+    pids, eids, locations = parsed
+    n_pairs = len(pids) * len(locations)
+    if n_pairs > config.max_pairs:
+        raise RequestError(
+            f"{len(pids)} products x {len(locations)} locations = {n_pairs} pairs, more than "
+            f"max_pairs={config.max_pairs}; split the request", status=413, code="too_many_pairs",
+            details=[{"field": "products", "problem": f"at most {config.max_pairs} pairs per request"}])
+
+    try:
+        answer = state.bridge.answer(pids, eids, locations, started)
+        atps, reason = answer.atps, answer.reason
+    except Exception:  # an internal bug still gets NewStore an explicit answer
+        log.exception("internal error answering availabilities; answering zero ATP")
+        atps, reason = [0] * n_pairs, "internal"
+
+    rows = []
+    append = rows.append
+    k = 0
+    for pid, eid in zip(pids, eids):
+        for loc in locations:
+            atp = atps[k]
+            k += 1
+            if atp is None:
+                if config.omit_unknown:
+                    continue
+                atp = 0
+            append({"product_id": pid, "external_identifier": eid,
+                    "fulfillment_location": loc, "atp": atp})
+    headers = {"X-ATP-Degraded": reason} if reason else None
+    return json_response({"availabilities": rows}, headers=headers)
+
+
+@bp.get("/healthz")
+def healthz():
+    """Liveness: 200 while the process serves."""
+    return json_response({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    """Readiness: 200 only when every adapter is healthy; 503 otherwise."""
+    health = _state().bridge.health()
+    ready = all(h.ok for h in health.values())
+    body = {"status": "ready" if ready else "not_ready",
+            "adapters": {name: h.as_dict() for name, h in health.items()}}
+    return json_response(body, status=200 if ready else 503)
+
+
+def register(app: Flask, base_path: str) -> None:
+    """Mount the webhook at ``/availabilities`` and under ``base_path``."""
+    app.add_url_rule("/availabilities", "availabilities", availabilities, methods=["POST"])
+    if base_path:
+        app.add_url_rule(f"{base_path}/availabilities", "availabilities_base", availabilities,
+                         methods=["POST"])
+    app.register_blueprint(bp)
