@@ -124,10 +124,11 @@ def _load_dir(root: Path, problems: list[str]) -> BridgeConfig | None:
         server = {k: v for k, v in server.items() if k != "adapters"}
     files = sorted((root / "adapters").glob("*.yaml")) + sorted((root / "adapters").glob("*.yml"))
     files.sort(key=lambda p: p.name)
-    raw_adapters = [(f, "", doc) for f in files if (doc := _read_yaml(f, problems)) is not None]
     if not files:
         problems.append(f"{root / 'adapters'}: no adapter files (*.yaml) found")
-    return _build(bridge_file, server, raw_adapters, problems)
+    raw_adapters = [(f, "", doc) for f in files if (doc := _read_yaml(f, problems)) is not None]
+    # relative paths in adapter files resolve against the config directory itself
+    return _build(bridge_file, server, raw_adapters, problems, root)
 
 
 def _load_single(path: Path, problems: list[str]) -> BridgeConfig | None:
@@ -142,7 +143,7 @@ def _load_single(path: Path, problems: list[str]) -> BridgeConfig | None:
             problems.append(f"{path}: adapters: at least one adapter is required")
     else:
         problems.append(f"{path}: adapters: must be a list of adapters")
-    return _build(path, doc, raw_adapters, problems)
+    return _build(path, doc, raw_adapters, problems, path.parent)
 
 
 def _read_yaml(path: Path, problems: list[str]):
@@ -196,13 +197,14 @@ def _report(problems: list[str], file: Path, prefix: str, err: ValidationError) 
         problems.append(f"{file}: {prefix}{key}: {msg}")
 
 
-def _build(bridge_file: Path, server, raw_adapters, problems: list[str]) -> BridgeConfig | None:
+def _build(bridge_file: Path, server, raw_adapters, problems: list[str],
+           base_dir: Path) -> BridgeConfig | None:
     settings = {}
     try:
         settings = BridgeSchema().load(server)
     except ValidationError as e:
         _report(problems, bridge_file, "", e)
-    specs = [s for s in (_adapter_spec(f, p, raw, problems) for f, p, raw in raw_adapters) if s]
+    specs = [s for s in (_adapter_spec(f, p, raw, base_dir, problems) for f, p, raw in raw_adapters) if s]
     _check_names(specs, problems)
     if problems:
         return None
@@ -213,7 +215,7 @@ def _build(bridge_file: Path, server, raw_adapters, problems: list[str]) -> Brid
                         base_path=base_path, source=str(bridge_file), **settings)
 
 
-def _adapter_spec(file: Path, prefix: str, raw, problems: list[str]) -> AdapterSpec | None:
+def _adapter_spec(file: Path, prefix: str, raw, base_dir: Path, problems: list[str]) -> AdapterSpec | None:
     from adapters import adapter_class  # late: adapters import atp_bridge.errors
 
     if not isinstance(raw, dict):
@@ -248,7 +250,7 @@ def _adapter_spec(file: Path, prefix: str, raw, problems: list[str]) -> AdapterS
         return None
     return AdapterSpec(name=common["name"], type=common["type"], locations=tuple(common["locations"]),
                        match_on=common["match_on"], options=options, upstream=options.get("upstream"),
-                       source=str(file), base_dir=str(file.parent))
+                       source=str(file), base_dir=str(base_dir))
 
 
 def _check_names(specs: list[AdapterSpec], problems: list[str]) -> None:

@@ -1,0 +1,93 @@
+"""Memory and speed check of the CSV adapter (a script, not a test).
+
+Generates a CSV in a temporary directory (default: 50,000 products x 20
+locations = 1,000,000 rows, ~21 MB), loads it with ``CsvAdapter`` and prints
+the RSS growth, the load time and the cost of one 500 x 20 lookup.
+
+    python tests/bench/csv_memory.py            # dense: every pair present
+    python tests/bench/csv_memory.py --sparse   # 200,000 x 50 at 10% fill
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from adapters.base import Batch  # noqa: E402
+from adapters.csv_file import CsvAdapter  # noqa: E402
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * PAGE / 2**20
+
+
+def generate(path: Path, products: int, locations: int, fill: float) -> int:
+    """Write the file a chunk at a time so generating it costs this process no memory."""
+    rng = random.Random(42)
+    locs = [f"STORE{j:02d}" for j in range(locations)]
+    rows = 0
+    with open(path, "w", newline="") as f:
+        f.write("product,location,atp\n")
+        for i in range(products):
+            pid = str(10_000_000 + i)
+            chunk = [f"{pid},{loc},{rng.randrange(1000)}\n" for loc in locs
+                     if fill >= 1 or rng.random() < fill]
+            rows += len(chunk)
+            f.write("".join(chunk))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sparse", action="store_true", help="200,000 x 50 at 10%% fill")
+    args = parser.parse_args()
+    products, locations, fill = (200_000, 50, 0.1) if args.sparse else (50_000, 20, 1.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "atp.csv"
+        rows = generate(path, products, locations, fill)
+        print(f"file: {rows:,} rows, {path.stat().st_size / 2**20:.1f} MB")
+
+        gc.collect()
+        before = rss_mb()
+        started = time.perf_counter()
+        adapter = CsvAdapter("bench", path=str(path), reload_interval_s=None)
+        load_s = time.perf_counter() - started
+        gc.collect()
+        after = rss_mb()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        health = adapter.health()
+        assert health.ok, health.detail
+        print(f"layout: {adapter._state[0].layout}; health: {dict(health.info)}")
+        print(f"load: {load_s:.2f} s")
+        print(f"RSS: {before:.1f} MB -> {after:.1f} MB, growth {after - before:.1f} MB "
+              f"(peak RSS {peak:.1f} MB, peak growth {peak - before:.1f} MB)")
+
+        rng = random.Random(7)
+        batch = Batch([str(10_000_000 + rng.randrange(products)) for _ in range(500)],
+                      [f"STORE{j:02d}" for j in range(20)], deadline=time.monotonic() + 60)
+        answer = adapter.fetch(batch)
+        assert len(answer) == 10_000
+        times = []
+        for _ in range(200):
+            t = time.perf_counter()
+            adapter.fetch(batch)
+            times.append(time.perf_counter() - t)
+        times.sort()
+        print(f"lookup 500 x 20 (10,000 pairs): median {times[100] * 1e3:.2f} ms, "
+              f"p95 {times[190] * 1e3:.2f} ms, known {sum(v is not None for v in answer):,}")
+        adapter.close()
+
+
+if __name__ == "__main__":
+    main()
