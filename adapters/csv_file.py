@@ -45,7 +45,7 @@ class _ColumnsSchema(Schema):
 
 
 class CsvOptionsSchema(Schema):
-    """The YAML keys of ``type: csv``; ``path`` is relative to the YAML file."""
+    """The YAML keys of ``type: csv``; a relative ``path`` resolves against the config directory."""
 
     class Meta:
         unknown = RAISE
