@@ -80,8 +80,14 @@ class Bridge:
         return cls(config, routed, adapters)
 
     def answer(self, pids: list[str], eids: list[str], locations: list[str],
-               started: float | None = None) -> Answer:
-        """Merged ATP for every (product, location) pair; never raises AdapterError."""
+               started: float | None = None, unknown: int | None | str = "config") -> Answer:
+        """Merged ATP for every (product, location) pair; never raises AdapterError.
+
+        Pairs no adapter knows are ``unknown``: by default 0, or None with
+        ``omit_unknown: true`` (the caller leaves them out).
+        """
+        if unknown == "config":
+            unknown = None if self.config.omit_unknown else 0
         started = time.monotonic() if started is None else started
         deadline = started + self.deadline_s
         n_p, n_l = len(pids), len(locations)
@@ -136,7 +142,7 @@ class Bridge:
                 if ans is not None:
                     merge(grid, ans, route.positions(n_p, n_l), self.merge_mode)
         safety = [self._safety.for_location(loc) for loc in locations]
-        atps = finalize(grid, locations, safety)
+        atps = finalize(grid, locations, safety, unknown)
         for i, _ in failures:  # zero_failed: only what the failed adapter was asked
             for k in routes[i].positions(n_p, n_l):
                 atps[k] = 0

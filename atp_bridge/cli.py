@@ -92,7 +92,7 @@ def query(config_path, products, locations, as_json):
                     f"{p}@{loc}": v for (p, loc), v in zip(batch.pairs(), values)}
             except AdapterError as e:
                 per_adapter[route.adapter.name] = {"error": str(e)}
-        answer = bridge.answer(products, products, locations)
+        answer = bridge.answer(products, products, locations, unknown=None)
     finally:
         bridge.close()
     merged = [{"product": p, "location": loc, "atp": answer.atps[i * len(locations) + j]}

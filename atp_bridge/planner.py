@@ -71,20 +71,14 @@ def merge(grid: list, answer: Sequence, positions: Sequence[int], mode: str) -> 
             grid[k] = combine(cur, v)
 
 
-def finalize(grid: list, locations: Sequence[str], safety: Sequence[float]) -> list:
-    """Apply per-location safety stock, clamp at 0, floor to int; None stays None.
+def finalize(grid: list, locations: Sequence[str], safety: Sequence[float], unknown=None) -> list:
+    """Apply per-location safety stock, clamp at 0, floor to int.
 
-    ``safety`` is aligned with ``locations``; all zeros skips the subtraction.
+    ``safety`` is aligned with ``locations``. Unknown pairs (None) become
+    ``unknown``: None to tell them apart (``omit_unknown``), else 0.
     """
-    n = len(locations)
-    out = [None] * len(grid)
+    floor = math.floor
     if not any(safety):
-        for k, v in enumerate(grid):
-            if v is not None:
-                out[k] = math.floor(v) if v > 0 else 0
-        return out
-    for k, v in enumerate(grid):
-        if v is not None:
-            v = v - safety[k % n]
-            out[k] = math.floor(v) if v > 0 else 0
-    return out
+        return [unknown if v is None else (floor(v) if v > 0 else 0) for v in grid]
+    per_pair = list(safety) * (len(grid) // len(locations))
+    return [unknown if v is None else (floor(v - s) if v > s else 0) for v, s in zip(grid, per_pair)]
