@@ -63,8 +63,10 @@ def build_adapters(config: BridgeConfig) -> tuple[list[Adapter], list[Adapter]]:
 class Bridge:
     """Answers availability questions from the configured adapters."""
 
-    def __init__(self, config: BridgeConfig, routed: list[Adapter], adapters: list[Adapter]):
+    def __init__(self, config: BridgeConfig, routed: list[Adapter], adapters: list[Adapter],
+                 holds=None):
         self.config = config
+        self.holds = holds  # atp_bridge.holds.HoldStore or None
         self.adapters = adapters
         self.planner = Planner(routed)
         self.deadline_s = config.deadline_ms / 1000
@@ -77,7 +79,13 @@ class Bridge:
     @classmethod
     def from_config(cls, config: BridgeConfig) -> "Bridge":
         routed, adapters = build_adapters(config)
-        return cls(config, routed, adapters)
+        holds = None
+        if config.holds:
+            from atp_bridge.holds import HoldStore
+
+            holds = HoldStore.from_config(config.holds)
+            holds.start()
+        return cls(config, routed, adapters, holds)
 
     def answer(self, pids: list[str], eids: list[str], locations: list[str],
                started: float | None = None, unknown: int | None | str = "config") -> Answer:
@@ -146,6 +154,8 @@ class Bridge:
         for i, _ in failures:  # zero_failed: only what the failed adapter was asked
             for k in routes[i].positions(n_p, n_l):
                 atps[k] = 0
+        if self.holds is not None:
+            self.holds.apply(atps, pids, locations)
         result.atps = atps
         return result
 
@@ -161,5 +171,7 @@ class Bridge:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.holds is not None:
+            self.holds.close()
         for adapter in self.adapters:
             adapter.close()

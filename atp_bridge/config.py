@@ -46,6 +46,20 @@ class _AuthSchema(Schema):
         load_default=list)
 
 
+class _HoldsSchema(Schema):
+    """Zero-ATP holds recorded by the fulfillment client (see atp_bridge/holds.py)."""
+
+    class Meta:
+        unknown = RAISE
+
+    url = fields.String(required=True, validate=validate.Regexp(
+        r"^rediss?://", error="Must be a redis:// or rediss:// URL."))
+    key = fields.String(load_default="atp-bridge:holds", validate=validate.Length(min=1))
+    ttl_s = fields.Float(load_default=900, validate=validate.Range(min=1))
+    refresh_s = fields.Float(load_default=1.0, validate=validate.Range(min=0.05))
+    timeout_ms = fields.Integer(load_default=500, validate=validate.Range(min=1))
+
+
 class BridgeSchema(Schema):
     """Server-wide keys (``bridge.yaml`` or the top of a single file)."""
 
@@ -66,6 +80,7 @@ class BridgeSchema(Schema):
     adapter_threads = fields.Integer(load_default=16, validate=validate.Range(min=1, max=1024))
     log_level = fields.String(load_default="INFO", validate=validate.OneOf(
         ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]))
+    holds = fields.Nested(_HoldsSchema, load_default=None, allow_none=True)
     adapters = fields.List(fields.Raw(), load_default=list)
 
 

@@ -52,6 +52,7 @@ class BridgeConfig:
     omit_unknown: bool = False
     adapter_threads: int = 16
     log_level: str = "INFO"
+    holds: Mapping[str, Any] | None = None
     source: str = "<memory>"
 
     def __repr__(self) -> str:  # never print the API keys
