@@ -97,7 +97,7 @@ class _TestItemSchema(_Payload):
     price = fields.Float(required=True, validate=validate.Range(min=0))
 
 
-class TestRequestPayload(_Payload):
+class EmulatorRequestPayload(_Payload):
     """``POST /_emulator/fulfillment_requests`` body."""
 
     uuid = fields.String(validate=_non_empty)
@@ -226,7 +226,7 @@ def _add_api_routes(app: Flask) -> None:
 def _add_test_routes(app: Flask) -> None:
     @app.post("/_emulator/fulfillment_requests")
     def create_request():
-        body = _load(TestRequestPayload)
+        body = _load(EmulatorRequestPayload)
         req = _store().create(body["items"], body.get("uuid"))
         return jsonify({"uuid": req.uuid, "items": [
             {"item_id": i.item_id, "product_id": i.product_id, "price": i.price}
