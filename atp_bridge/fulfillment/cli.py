@@ -208,7 +208,7 @@ def status(client: FulfillmentClient, uuid: str):
     rejected = _or_none(client.get_rejected_items, uuid)
     lines = [f"Fulfillment request {uuid}"]
     lines += _section("Shipped", shipped and shipped.successful_shipments, lambda s: (
-        f"{s.product_id}  {s.carrier} {s.carrier_service_level or ''}  "
+        f"{s.product_id}  {' '.join(filter(None, (s.carrier, s.carrier_service_level)))}  "
         f"tracking {s.tracking_code}  at {s.accepted_at}"))
     if shipped and shipped.failed_shipments:
         lines += _section("Failed shipments", shipped.failed_shipments,
