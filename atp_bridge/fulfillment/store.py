@@ -40,56 +40,12 @@ from __future__ import annotations
 import random
 import threading
 import uuid as uuidlib
-from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from . import errors as e
-
-OPEN, SHIPPED, REJECTED, CANCELED = "open", "shipped", "rejected", "canceled"
-_STATE_ERRORS = ((SHIPPED, e.ItemAlreadyShippedError), (REJECTED, e.ItemAlreadyRejectedError),
-                 (CANCELED, e.ItemAlreadyCanceledError))
-
-
-def now_iso() -> str:
-    """UTC now in NewStore's format, e.g. ``2018-10-17T13:57:59.349425Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class Item:
-    """One unit of a fulfillment request."""
-
-    item_id: str
-    product_id: str
-    price: float
-    status: str = OPEN
-    rejection_reason: str | None = None
-    shipment: dict | None = None
-    received_at: str | None = None
-    accepted_at: str | None = None
-    seq: int = 0  # order of the state change, for stable status listings
-
-
-@dataclass
-class FulfillmentRequest:
-    """One fulfillment request and what has happened to it."""
-
-    uuid: str
-    items: list[Item]
-    acknowledged_at: str | None = None
-    resend_count: int = 0
-    rejection: dict | None = None  # set by the deprecated rejection endpoint
-
-    def has(self, status: str) -> bool:
-        return any(i.status == status for i in self.items)
-
-    @property
-    def is_rejected(self) -> bool:
-        return not self.has(OPEN) and not self.has(SHIPPED) and self.has(REJECTED)
-
-    @property
-    def is_fully_shipped(self) -> bool:
-        return not self.has(OPEN) and self.has(SHIPPED)
+from .state import (
+    CANCELED, OPEN, REJECTED, SHIPPED, FulfillmentRequest, Item, check_empty_ids, now_iso,
+    state_error, unique,
+)
 
 
 class FulfillmentStore:
@@ -162,9 +118,9 @@ class FulfillmentStore:
         if unknown:
             raise e.InvalidItemError(
                 "product ids do not belong to the fulfillment request (or name more "
-                "units than it has)", conflicting_items=_unique(unknown))
+                "units than it has)", conflicting_items=unique(unknown))
         if failed:
-            raise _state_error(failed, conflict_status)
+            raise state_error(failed, conflict_status)
         return chosen
 
     def _cheapest_or_dearest(self, items: list[Item], cheapest: bool) -> Item:
@@ -207,12 +163,12 @@ class FulfillmentStore:
         """``groups``: ``(product_ids, reason)`` pairs, already shape-checked."""
         with self._lock:
             req = self._get(uuid, e.FulfillmentRequestInvalidError)
-            everything = _check_empty_ids(groups)
+            everything = check_empty_ids(groups)
             self._check_rejectable(req, any_shipped_blocks=False)
             if everything:
                 open_items = [i for i in req.items if i.status == OPEN]
                 if not open_items:
-                    raise _state_error({i.product_id: {i.status} for i in req.items}, 400)
+                    raise state_error({i.product_id: {i.status} for i in req.items}, 400)
                 self._mark(open_items, REJECTED, rejection_reason=groups[0][1])
                 return
             picks = self._pick(req, [p for ids, _ in groups for p in ids], cheapest=True,
@@ -229,7 +185,7 @@ class FulfillmentStore:
             if reason == "cannot_fulfill":
                 items = [i for i in req.items if i.status == OPEN]
                 if not items:
-                    raise _state_error({i.product_id: {i.status} for i in req.items}, 400)
+                    raise state_error({i.product_id: {i.status} for i in req.items}, 400)
             else:
                 items = self._pick(req, product_ids, cheapest=True, conflict_status=400)
             self._mark(items, REJECTED, rejection_reason=reason)
@@ -274,13 +230,13 @@ class FulfillmentStore:
             if unknown:
                 raise e.InvalidItemError(
                     "product ids do not belong to the fulfillment request (or name more "
-                    "units than it has)", conflicting_items=_unique(unknown))
+                    "units than it has)", conflicting_items=unique(unknown))
             if failed:
                 if any(SHIPPED in states for states in failed.values()):
                     raise e.ShipmentConflictError(
                         "The shipment information conflicts with shipment information "
                         "posted earlier for these items.", conflicting_items=sorted(failed))
-                raise _state_error(failed, 400)
+                raise state_error(failed, 400)
             for item, info in new:
                 self._mark([item], SHIPPED, shipment=dict(info))
             return not new
@@ -321,29 +277,3 @@ class FulfillmentStore:
                 raise e.NotFoundError(f"The rejection status is not yet available for "
                                       f"fulfillment request {uuid}.")
             return dict(req.rejection)
-
-
-def _unique(values: list[str]) -> list[str]:
-    return list(dict.fromkeys(values))
-
-
-def _state_error(failed: dict[str, set[str]], status: int) -> e.ItemAlreadyProcessedError:
-    for state, cls in _STATE_ERRORS:
-        if any(state in states for states in failed.values()):
-            return cls(f"No open item is left for these products: they are already {state}.",
-                       status=status, conflicting_items=sorted(failed))
-    raise AssertionError(f"no state error for {failed}")  # pragma: no cover
-
-
-def _check_empty_ids(groups: list[tuple[list[str], str]]) -> bool:
-    """True for the "no specificity" case: one group whose only id is empty.
-    Any other use of an empty id is ambiguous and fails with invalid_item."""
-    ids = [p for product_ids, _ in groups for p in product_ids]
-    if "" not in ids:
-        return False
-    if len(groups) == 1 and ids == [""]:
-        return True
-    raise e.InvalidItemError(
-        "An empty product id addresses every item and must be the only product id of "
-        "the only missing_items entry; do not mix it with other product ids.",
-        conflicting_items=[p for p in ids if p])
