@@ -155,10 +155,9 @@ def test_the_emulator_command_serves_the_api_on_the_bound_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    code = ("import sys; from atp_bridge.fulfillment.cli import fulfillment_emulator; "
-            "fulfillment_emulator(sys.argv[1:])")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    proc = subprocess.Popen([sys.executable, "-c", code, "--bind", f"127.0.0.1:{port}",
+    proc = subprocess.Popen([sys.executable, "-m", "atp_bridge.fulfillment",
+                             "--bind", f"127.0.0.1:{port}",
                              "--seed", "3", "--token", "tok"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -179,3 +178,4 @@ def test_the_emulator_command_serves_the_api_on_the_bound_port():
     finally:
         proc.terminate()
         proc.wait(timeout=5)
+        proc.stderr.close()
