@@ -21,10 +21,17 @@ from __future__ import annotations
 from typing import Iterable
 
 
-# atp_bridge.errors.AtpBridgeError did not exist on this branch when this
-# package was written. Once it lands, make FulfillmentError subclass it so the
-# whole service has one root: ``class FulfillmentError(AtpBridgeError)``.
-class FulfillmentError(Exception):
+try:
+    from atp_bridge.errors import AtpBridgeError as _Root
+except ImportError:
+    # atp_bridge.errors is written on another branch (it exists on main but
+    # not on ``fulfillment``). Until the branches meet, the root is Exception;
+    # once merged, FulfillmentError is part of the one AtpBridgeError
+    # hierarchy without an edit here. Drop this fallback after the merge.
+    _Root = Exception
+
+
+class FulfillmentError(_Root):
     """Root of every error the fulfillment client, emulator and CLI raise.
 
     ``status`` is the HTTP status (``None`` when no answer arrived),
