@@ -1,0 +1,267 @@
+"""``atp-bridge fulfillment ...`` and ``atp-bridge fulfillment-emulator``.
+
+The main ``atp-bridge`` group adds both with ``main.add_command(...)``; this
+module does not know about it. Every command prints a human sentence by
+default and one JSON document on stdout with ``--json``. Failures raise a
+:class:`FulfillmentCommandError` (a ``click.ClickException``): what failed,
+then how to fix it, exit status 1 (as JSON on stderr with ``--json``).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json as jsonlib
+import sys
+
+import click
+
+from . import errors as e
+from .client import FulfillmentClient
+from .models import REJECTION_REASONS, LineItem, MissingItems, ShipmentInfo
+
+
+class FulfillmentCommandError(click.ClickException):
+    """A fulfillment command failed; ``hint`` says how to fix it."""
+
+    def __init__(self, message: str, hint: str = "", *, as_json: bool = False,
+                 details: dict | None = None):
+        super().__init__(message)
+        self.hint = hint
+        self.as_json = as_json
+        self.details = details or {}
+
+    def format_message(self) -> str:
+        return f"{self.message}\n  Fix: {self.hint}" if self.hint else self.message
+
+    def show(self, file=None) -> None:
+        if not self.as_json:
+            return super().show(file)
+        body = {"error": {"message": self.message, "hint": self.hint, **self.details}}
+        click.echo(jsonlib.dumps(body), file=file or sys.stderr)
+
+
+class MissingSettingError(FulfillmentCommandError):
+    """``--url`` or the token is missing."""
+
+
+class ApiCallError(FulfillmentCommandError):
+    """NewStore (or the emulator) answered with an error."""
+
+
+class ConnectionFailedError(FulfillmentCommandError):
+    """No answer came back."""
+
+
+_HINTS: list[tuple[type[e.FulfillmentError], str]] = [
+    (e.UnauthorizedError, "set NEWSTORE_TOKEN (or --token) to a valid NewStore access token."),
+    (e.FulfillmentRequestInvalidError,
+     "check the fulfillment request uuid and that --url points at the right tenant."),
+    (e.NotFoundError, "check the uuid; status endpoints answer 404 until something was "
+                      "canceled, rejected or shipped."),
+    (e.PayloadConversionFailedError,
+     "check the arguments: non-empty product ids, a carrier and a tracking code."),
+    (e.InvalidItemError, "use product ids of this fulfillment request, once per unit; "
+                         "`status` and the order show which ones exist."),
+    (e.AlreadyRejectedError, "the request is rejected; nothing more can be done with it."),
+    (e.AlreadyShippedError, "shipping has started; run `status` to see what is shipped."),
+    (e.ShipmentConflictError, "repeat the original carrier and tracking data, or ship the "
+                              "remaining units with their own tracking code."),
+    (e.ItemAlreadyProcessedError,
+     "run `atp-bridge fulfillment status UUID` to see which units are still open."),
+    (e.ServerError, "NewStore is failing; retry later."),
+    (e.FulfillmentTransportError,
+     "check --url / NEWSTORE_URL and that the host is reachable."),
+]
+
+
+def _hint_for(err: e.FulfillmentError) -> str:
+    for cls, hint in _HINTS:
+        if isinstance(err, cls):
+            return hint
+    return "see the error description above."
+
+
+def _api_command(action: str):
+    """Add ``--url``, ``--token``, ``--json`` and error translation to a command.
+    The wrapped function gets ``client`` and returns ``(human_text, json_obj)``."""
+    def decorate(fn):
+        @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+        @click.option("--token", envvar="NEWSTORE_TOKEN", show_envvar=True,
+                      help="NewStore access token (sent as a bearer token).")
+        @click.option("--url", envvar="NEWSTORE_URL", show_envvar=True,
+                      help="API root, e.g. https://acme.p.newstore.net.")
+        @functools.wraps(fn)
+        def command(url, token, as_json, **kwargs):
+            if not url:
+                raise MissingSettingError(f"{action}: no API URL.",
+                                          "pass --url or set NEWSTORE_URL.", as_json=as_json)
+            if not token:
+                raise MissingSettingError(f"{action}: no access token.",
+                                          "set NEWSTORE_TOKEN or pass --token.",
+                                          as_json=as_json)
+            with FulfillmentClient(url, token) as client:
+                try:
+                    human, data = fn(client, **kwargs)
+                except e.FulfillmentError as err:
+                    cls = (ConnectionFailedError if isinstance(err, e.FulfillmentTransportError)
+                           else ApiCallError)
+                    raise cls(f"{action} failed: {err}", _hint_for(err), as_json=as_json,
+                              details={"status": err.status, "error_code": err.error_code,
+                                       "error_description": err.error_description,
+                                       "conflicting_items": list(err.conflicting_items)},
+                              ) from err
+            click.echo(jsonlib.dumps(data, indent=2) if as_json else human)
+        return command
+    return decorate
+
+
+@click.group("fulfillment")
+def fulfillment():
+    """Accept, cancel, reject and ship NewStore fulfillment requests."""
+
+
+@fulfillment.command()
+@click.argument("uuid")
+@_api_command("accept")
+def accept(client: FulfillmentClient, uuid: str):
+    """Acknowledge fulfillment request UUID (intent to fulfill)."""
+    r = client.accept(uuid)
+    return (f"Accepted fulfillment request {uuid} (HTTP {r.status}).",
+            {"action": "accept", "uuid": uuid, "status": r.status})
+
+
+@fulfillment.command()
+@click.argument("uuid")
+@click.argument("product_ids", nargs=-1, required=True)
+@_api_command("cancel")
+def cancel(client: FulfillmentClient, uuid: str, product_ids: tuple[str, ...]):
+    """Cancel one unit per PRODUCT_ID (cheapest first) of request UUID."""
+    r = client.cancel_items(uuid, product_ids)
+    return (f"Cancelation of {len(product_ids)} unit(s) of {uuid} accepted (HTTP {r.status}).",
+            {"action": "cancel", "uuid": uuid, "status": r.status,
+             "product_ids": list(product_ids)})
+
+
+@fulfillment.command()
+@click.argument("uuid")
+@click.argument("product_ids", nargs=-1)
+@click.option("--reason", required=True, type=click.Choice(REJECTION_REASONS))
+@click.option("--all", "all_items", is_flag=True, help="Reject every open unit.")
+@_api_command("reject")
+def reject(client: FulfillmentClient, uuid: str, product_ids: tuple[str, ...],
+           reason: str, all_items: bool):
+    """Reject one unit per PRODUCT_ID (cheapest first), or every open unit with --all."""
+    if bool(product_ids) == all_items:
+        raise click.UsageError("give PRODUCT_IDs or --all, not both and not neither.")
+    ids = ("",) if all_items else product_ids
+    r = client.reject_items(uuid, [MissingItems(ids, reason)])
+    what = "every open unit" if all_items else f"{len(ids)} unit(s)"
+    return (f"Rejection ({reason}) of {what} of {uuid} accepted (HTTP {r.status}).",
+            {"action": "reject", "uuid": uuid, "status": r.status, "reason": reason,
+             "product_ids": [] if all_items else list(ids), "all": all_items})
+
+
+@fulfillment.command()
+@click.argument("uuid")
+@click.argument("product_ids", nargs=-1, required=True)
+@click.option("--carrier", required=True, help="e.g. FEDEX")
+@click.option("--tracking-code", required=True)
+@click.option("--tracking-url")
+@click.option("--service-level", "carrier_service_level", help="e.g. FEDEX_GROUND")
+@_api_command("ship")
+def ship(client: FulfillmentClient, uuid: str, product_ids: tuple[str, ...], carrier: str,
+         tracking_code: str, tracking_url: str | None, carrier_service_level: str | None):
+    """Ship one unit per PRODUCT_ID (most expensive first) in one package."""
+    info = ShipmentInfo(carrier, tracking_code, tracking_url, carrier_service_level)
+    r = client.ship(uuid, [LineItem(product_ids, info)])
+    verdict = ("already received before: duplicate, nothing changed" if r.duplicate
+               else "accepted")
+    return (f"Shipment of {len(product_ids)} unit(s) of {uuid} {verdict} (HTTP {r.status}).",
+            {"action": "ship", "uuid": uuid, "status": r.status, "duplicate": r.duplicate,
+             "product_ids": list(product_ids), "shipment": info.to_json()})
+
+
+@fulfillment.command()
+@click.argument("uuid")
+@_api_command("resend")
+def resend(client: FulfillmentClient, uuid: str):
+    """Ask NewStore to send fulfillment request UUID again."""
+    r = client.resend(uuid)
+    return (f"Resend of {uuid} requested (HTTP {r.status}).",
+            {"action": "resend", "uuid": uuid, "status": r.status})
+
+
+def _or_none(call, uuid):
+    try:
+        return call(uuid)
+    except e.NotFoundError:
+        return None
+
+
+@fulfillment.command()
+@click.argument("uuid")
+@_api_command("status")
+def status(client: FulfillmentClient, uuid: str):
+    """Show shipped, canceled and rejected units of UUID."""
+    shipped = _or_none(client.get_shipment, uuid)
+    canceled = _or_none(client.get_canceled_items, uuid)
+    rejected = _or_none(client.get_rejected_items, uuid)
+    lines = [f"Fulfillment request {uuid}"]
+    lines += _section("Shipped", shipped and shipped.successful_shipments, lambda s: (
+        f"{s.product_id}  {' '.join(filter(None, (s.carrier, s.carrier_service_level)))}  "
+        f"tracking {s.tracking_code}  at {s.accepted_at}"))
+    if shipped and shipped.failed_shipments:
+        lines += _section("Failed shipments", shipped.failed_shipments,
+                          lambda s: f"{s.product_id}  {s.error_code}  at {s.received_at}")
+    lines += _section("Canceled", canceled and canceled.canceled_items,
+                      lambda c: f"{c.product_id}  item {c.item_id}  at {c.accepted_at}")
+    lines += _section("Rejected", rejected and rejected.rejected_items,
+                      lambda r: f"{r.product_id}  {r.rejection_reason}  at {r.accepted_at}")
+    data = {"uuid": uuid,
+            "shipment": _plain(shipped, "successful_shipments", "failed_shipments"),
+            "canceled_items": _plain(canceled, "canceled_items"),
+            "rejected_items": _plain(rejected, "rejected_items")}
+    return "\n".join(lines), data
+
+
+def _section(title, records, fmt) -> list[str]:
+    if not records:
+        return [f"{title}: none yet"]
+    return [f"{title} ({len(records)}):"] + [f"  {fmt(r)}" for r in records]
+
+
+def _plain(result, *keys):
+    if result is None:
+        return None
+    data = dataclasses.asdict(result)
+    return {k: data[k] for k in keys} if len(keys) > 1 else data[keys[0]]
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` -> ``(host, port)``; raises ``click.BadParameter``."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:8081",
+                                 param_hint="--bind")
+    return host.strip("[]"), int(port)
+
+
+@click.command("fulfillment-emulator")
+@click.option("--bind", default="127.0.0.1:8081", show_default=True, help="HOST:PORT")
+@click.option("--seed", type=int, help="Makes ids and tie-breaks reproducible.")
+@click.option("--token", envvar="FULFILLMENT_EMULATOR_TOKEN", show_envvar=True,
+              help="Accept only this bearer token (default: any non-empty token).")
+def fulfillment_emulator(bind: str, seed: int | None, token: str | None):
+    """Serve the local Fulfillment Provider API emulator (state in memory)."""
+    from werkzeug.serving import run_simple
+
+    from .emulator import create_emulator_app
+
+    host, port = parse_bind(bind)
+    click.echo(f"Fulfillment emulator on http://{bind}/v0/d/fulfillment_requests/ "
+               f"(test data: POST /_emulator/fulfillment_requests)", err=True)
+    try:
+        run_simple(host, port, create_emulator_app(seed=seed, token=token), threaded=True)
+    except OSError as err:
+        raise FulfillmentCommandError(f"cannot listen on {bind}: {err}",
+                                      "pick a free port with --bind HOST:PORT.") from err
