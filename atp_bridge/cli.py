@@ -10,6 +10,7 @@ import orjson
 
 from atp_bridge.config import ENV_VAR, load_config, resolve_path
 from atp_bridge.errors import ConfigError
+from atp_bridge.fulfillment.cli import fulfillment, fulfillment_emulator
 
 CONFIG_HELP = f"Config directory or YAML file (default: ${ENV_VAR}, else the embedded sample)."
 
@@ -115,6 +116,9 @@ def query(config_path, products, locations, as_json):
         click.echo(f"DEGRADED: {answer.reason} (NewStore would get atp 0)", err=True)
         sys.exit(2)
 
+
+main.add_command(fulfillment)
+main.add_command(fulfillment_emulator)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -17,6 +17,7 @@ import click
 
 from . import errors as e
 from .client import FulfillmentClient
+from .holds_link import reject_and_hold
 from .models import REJECTION_REASONS, LineItem, MissingItems, ShipmentInfo
 
 
@@ -147,18 +148,53 @@ def cancel(client: FulfillmentClient, uuid: str, product_ids: tuple[str, ...]):
 @click.argument("product_ids", nargs=-1)
 @click.option("--reason", required=True, type=click.Choice(REJECTION_REASONS))
 @click.option("--all", "all_items", is_flag=True, help="Reject every open unit.")
+@click.option("--hold-location", metavar="LOC",
+              help="With --reason no_inventory: hold these products at zero ATP at LOC in the "
+                   "webhook (needs `holds:` in the atp-bridge config).")
+@click.option("--config", "config_path", type=click.Path(),
+              help="atp-bridge config with the `holds:` block (default $ATP_BRIDGE_CONFIG).")
 @_api_command("reject")
 def reject(client: FulfillmentClient, uuid: str, product_ids: tuple[str, ...],
-           reason: str, all_items: bool):
+           reason: str, all_items: bool, hold_location: str | None, config_path: str | None):
     """Reject one unit per PRODUCT_ID (cheapest first), or every open unit with --all."""
     if bool(product_ids) == all_items:
         raise click.UsageError("give PRODUCT_IDs or --all, not both and not neither.")
     ids = ("",) if all_items else product_ids
-    r = client.reject_items(uuid, [MissingItems(ids, reason)])
+    items = [MissingItems(ids, reason)]
+    held = None
+    if hold_location:
+        holds = _hold_store(config_path)
+        try:
+            r, held = reject_and_hold(client, holds, uuid, items, location=hold_location)
+        finally:
+            holds.client.close()
+    else:
+        r = client.reject_items(uuid, items)
     what = "every open unit" if all_items else f"{len(ids)} unit(s)"
-    return (f"Rejection ({reason}) of {what} of {uuid} accepted (HTTP {r.status}).",
-            {"action": "reject", "uuid": uuid, "status": r.status, "reason": reason,
-             "product_ids": [] if all_items else list(ids), "all": all_items})
+    text = f"Rejection ({reason}) of {what} of {uuid} accepted (HTTP {r.status})."
+    if held is not None:
+        text += f" Zero-ATP hold at {hold_location}: {', '.join(held) or 'nothing to hold'}."
+    data = {"action": "reject", "uuid": uuid, "status": r.status, "reason": reason,
+            "product_ids": [] if all_items else list(ids), "all": all_items}
+    if held is not None:
+        data["held"] = {"location": hold_location, "product_ids": held}
+    return text, data
+
+
+def _hold_store(config_path):
+    from atp_bridge.config import load_config
+    from atp_bridge.errors import ConfigError
+    from atp_bridge.holds import HoldStore
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as err:
+        raise click.ClickException("--hold-location: invalid atp-bridge config:\n  "
+                                   + "\n  ".join(err.problems)) from None
+    if not config.holds:
+        raise click.ClickException(f"--hold-location: {config.source} has no `holds:` block; "
+                                   "add `holds: {url: redis://...}` to bridge.yaml.")
+    return HoldStore.from_config(config.holds)
 
 
 @fulfillment.command()

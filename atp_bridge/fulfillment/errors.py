@@ -21,17 +21,10 @@ from __future__ import annotations
 from typing import Iterable
 
 
-try:
-    from atp_bridge.errors import AtpBridgeError as _Root
-except ImportError:
-    # atp_bridge.errors is written on another branch (it exists on main but
-    # not on ``fulfillment``). Until the branches meet, the root is Exception;
-    # once merged, FulfillmentError is part of the one AtpBridgeError
-    # hierarchy without an edit here. Drop this fallback after the merge.
-    _Root = Exception
+from atp_bridge.errors import AtpBridgeError
 
 
-class FulfillmentError(_Root):
+class FulfillmentError(AtpBridgeError):
     """Root of every error the fulfillment client, emulator and CLI raise.
 
     ``status`` is the HTTP status (``None`` when no answer arrived),
