@@ -31,6 +31,7 @@ class Seen:
     query: dict
     headers: dict
     body: bytes
+    client_port: int = 0
     at: float = field(default_factory=time.monotonic)
 
     def json(self):
@@ -63,6 +64,9 @@ class FakeErp:
         self.client = ("client-1", "client-secret-1")        # OAuth2 client credentials
         self.token_lifetime_s = 3600
         self.token_status = 200
+        self.token_delay_s = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0                               # peak concurrent ATP calls
         self.valid_tokens: set[str] = set()
         self._token_ids = itertools.count(1)
         self._fail: list[int] = []
@@ -73,7 +77,7 @@ class FakeErp:
         self._server.block_on_close = False
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def start(self) -> "FakeErp":
         self._thread.start()
@@ -119,6 +123,15 @@ class FakeErp:
         with self._lock:
             if self._fail:
                 return self._fail.pop(), b"upstream busy"
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._atp(seen)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _atp(self, seen: Seen):
         mode = self.mode
         if mode == "hang":
             self._release.wait(30)
@@ -143,6 +156,7 @@ class FakeErp:
             return 401, {"error": "invalid_client"}
         if self.token_status != 200:
             return self.token_status, {"error": "temporarily_unavailable"}
+        time.sleep(self.token_delay_s)
         token = f"tok-{next(self._token_ids)}"
         self.valid_tokens.add(token)
         return 200, {"access_token": token, "token_type": "Bearer",
@@ -161,7 +175,7 @@ def _handler(erp: FakeErp):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             seen = Seen(self.command, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()},
-                        {k.lower(): v for k, v in self.headers.items()}, body)
+                        {k.lower(): v for k, v in self.headers.items()}, body, self.client_address[1])
             erp.log.append(seen)
             answer = erp.handle(seen)
             if answer is None:  # drop: close without a status line
