@@ -116,11 +116,11 @@ class RestAdapter(Adapter):
         try:
             known = self._lookup_chunks(batch)
         except BaseException as e:
-            self.circuit.failure()
             with self._lock:
                 self.failures += 1
                 self.last_error = self.redact(str(e))
                 self.last_error_at = time.time()
+            self.circuit.failure()
             raise
         self.circuit.success()
         return known

@@ -118,7 +118,7 @@ class FakeErp:
             if seen.headers.get(name.lower()) != value:
                 return 401, {"error": "unauthorized"}
         auth = seen.headers.get("authorization", "")
-        if self.valid_tokens and auth.startswith("Bearer tok-") and auth[7:] not in self.valid_tokens:
+        if auth.startswith("Bearer tok-") and auth[7:] not in self.valid_tokens:
             return 401, {"error": "invalid_token"}
         with self._lock:
             if self._fail:
