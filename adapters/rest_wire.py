@@ -6,6 +6,7 @@ Configured entirely from YAML (:class:`~adapters.rest_options.RequestSpec`,
 from __future__ import annotations
 
 import math
+import ssl
 from urllib.parse import urlsplit
 from dataclasses import dataclass
 
@@ -169,8 +170,9 @@ def describe_error(e: Exception) -> str:
         name = type(cause).__name__
         if name in ("RemoteDisconnected", "ProtocolError") and "closed" in str(cause).lower():
             return "connection closed by the ERP without an answer"
-        if name in ("SSLError", "SSLCertVerificationError") and cause is not e:
-            return f"TLS error: {getattr(cause, 'reason', None) or name}"
+        if isinstance(cause, ssl.SSLError):  # the stdlib's, deepest in the chain
+            detail = getattr(cause, "verify_message", None)
+            return f"TLS error: {cause.reason or name}" + (f" ({detail})" if detail else "")
         nxt = cause.__cause__ or cause.__context__
         if nxt is None and cause.args and isinstance(cause.args[0], BaseException):
             nxt = cause.args[0]

@@ -52,7 +52,7 @@ def default_respond(erp: "FakeErp", seen: Seen):
 class FakeErp:
     """The ERP stand-in; see the module docstring."""
 
-    def __init__(self):
+    def __init__(self, ssl_context=None):
         self.stock: dict[tuple[str, str], object] = {}
         self.respond = default_respond
         self.mode = "ok"
@@ -75,8 +75,11 @@ class FakeErp:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._server.block_on_close = False
+        if ssl_context is not None:  # https: handshake per connection, in the handler thread
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True,
+                                                          do_handshake_on_connect=False)
         self.port = self._server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
     def start(self) -> "FakeErp":

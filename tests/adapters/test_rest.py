@@ -263,3 +263,30 @@ def test_health_url_unreachable_is_unhealthy_with_the_cause(rest):
     adapter = rest(health_url=f"http://127.0.0.1:{closed_port()}/health")
     health = adapter.health()
     assert health.ok is False and health.detail.endswith("/health: connection refused")
+
+
+@pytest.fixture
+def tls_erp(tmp_path):
+    """The ERP over https with a self-signed certificate for 127.0.0.1."""
+    import ssl
+    import subprocess
+    cert, key = tmp_path / "erp-ca.pem", tmp_path / "erp-key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    from tests.erp_server import FakeErp
+    with FakeErp(ssl_context=context) as server:
+        server.stock, server.cert = {("A", "S1"): 9}, str(cert)
+        yield server
+
+
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_https_is_verified_against_ca_bundle_and_refused_without_it(tls_erp, rest):
+    url = f"{tls_erp.url}/atp"
+    assert rest(url=url, ca_bundle=tls_erp.cert).fetch(batch("A", ["S1"])) == [9]
+    assert rest(url=url, tls_verify=False).fetch(batch("A", ["S1"])) == [9]
+    with pytest.raises(AdapterError, match="TLS error: .*CERTIFICATE_VERIFY_FAILED"):
+        rest(url=url, retries=0).fetch(batch("A", ["S1"]))
+    assert len(tls_erp.requests()) == 2
