@@ -196,6 +196,13 @@ class _CircuitSchema(Schema):
     reset_s = fields.Float(load_default=30.0, validate=validate.Range(min=0.01, max=3600))
 
 
+class Headers(dict):
+    """Static headers; values may be API keys, so the repr shows names only."""
+
+    def __repr__(self) -> str:
+        return "Headers(" + ", ".join(f"{k}=***" for k in self) + ")"
+
+
 # -- the adapter's options ------------------------------------------------------
 
 class RestOptionsSchema(Schema):
@@ -248,6 +255,7 @@ class RestOptionsSchema(Schema):
 
     @post_load
     def _defaults(self, data, **kwargs):
+        data["headers"] = Headers(data["headers"])
         if data["method"] is None:
             data["method"] = "GET" if data["request"].style == "query" else "POST"
         return data
