@@ -1,0 +1,284 @@
+"""``type: rest``: ATP from the retailer's ERP over HTTP(S).
+
+One bridge request becomes ``ceil(pairs / batch_size)`` HTTP calls on one
+pooled :class:`requests.Session`; the first runs in the calling thread, the
+others on the adapter's own small thread pool, at most ``max_concurrency`` at
+a time per request. Every call is bounded by ``timeout_ms`` and by the
+request's deadline; connection errors and 502/503/504 are retried with a short
+backoff while time remains. A circuit breaker answers at once while the ERP is
+known to be down. Every failure becomes an :class:`AdapterError` naming the
+adapter and the cause, with secrets scrubbed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from adapters.base import Adapter, Batch, Health
+from adapters.rest_auth import AuthError, Redactor, excerpt, make_auth
+from adapters.rest_circuit import CircuitBreaker, CircuitOpen
+from adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
+from adapters.rest_wire import Parser, WireError, chunks, describe_error, encode, safe_url
+from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
+
+log = logging.getLogger("atp_bridge.adapters.rest")
+
+RETRY_STATUS = frozenset({502, 503, 504})
+BACKOFF_S = 0.05
+
+
+def build_session(max_concurrency: int, tls_verify: bool = True, ca_bundle: str | None = None,
+                  headers: dict | None = None) -> requests.Session:
+    """A pooled session: enough kept-alive connections for ``max_concurrency``
+    calls from several bridge requests at once, and no hidden retries."""
+    session = requests.Session()
+    pool = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * max_concurrency), max_retries=0)
+    session.mount("http://", pool)
+    session.mount("https://", pool)
+    session.verify = ca_bundle if ca_bundle else tls_verify
+    session.trust_env = False  # no surprise proxies or netrc credentials from the environment
+    session.headers.update({"Accept": "application/json", **(headers or {})})
+    return session
+
+
+class RestAdapter(Adapter):
+    """ATP from an ERP's HTTP API; the wire format comes from YAML (see docs/rest.md)."""
+
+    options_schema = RestOptionsSchema
+
+    def __init__(self, name: str, *, url: str, method: str = "POST", auth=None,
+                 timeout_ms: int = 2000, batch_size: int = 500, max_concurrency: int = 4,
+                 retries: int = 1, request: RequestSpec | None = None,
+                 response: ResponseSpec | None = None, headers: dict | None = None,
+                 tls_verify: bool = True, ca_bundle: str | None = None,
+                 health_url: str | None = None, health_cache_s: float = 5.0,
+                 circuit: dict | None = None, session: requests.Session | None = None, **kw):
+        super().__init__(name, **kw)
+        self.url, self.method = url, method
+        self.timeout_s = timeout_ms / 1000
+        self.batch_size, self.max_concurrency, self.retries = batch_size, max_concurrency, retries
+        self.request_spec = request or RequestSpec()
+        self.parser = Parser(response or ResponseSpec())
+        self.health_url, self.health_cache_s = health_url, health_cache_s
+        self.session = session or build_session(max_concurrency, tls_verify, ca_bundle, headers)
+        self.redact = Redactor()
+        self.redact.add(*(headers or {}).values())
+        self.auth = make_auth(auth, self.session, self.timeout_s, self.redact, self._count_token)
+        self.circuit = CircuitBreaker(**(circuit or {}), on_change=self._circuit_changed)
+        # the calling thread runs one chunk, so the pool needs one thread fewer
+        self._pool = (ThreadPoolExecutor(max_concurrency - 1, thread_name_prefix=f"rest-{name}")
+                      if max_concurrency > 1 else None)
+        self._lock = threading.Lock()
+        self._health: tuple[float, Health] | None = None
+        self._health_lock = threading.Lock()
+        self.calls = 0          # HTTP calls made (retries included)
+        self.retried = 0        # of which retries
+        self.failures = 0       # lookups that raised
+        self.token_fetches = 0  # OAuth2 token requests
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None  # time.time()
+
+    @classmethod
+    def from_config(cls, spec, upstream=None) -> "RestAdapter":
+        options = dict(spec.options)
+        bundle = options.get("ca_bundle")
+        if bundle:
+            bundle = os.path.join(spec.base_dir, os.path.expanduser(bundle))
+            if not os.path.isfile(bundle):
+                raise ConfigError([f"{spec.source}: ca_bundle: no such file {bundle}"])
+            options["ca_bundle"] = bundle
+        return cls(spec.name, locations=spec.locations, match_on=spec.match_on, **options)
+
+    def __repr__(self) -> str:
+        return f"RestAdapter({self.name!r}, {self.method} {safe_url(self.url)})"
+
+    def stats(self) -> dict:
+        """Counters for metrics: calls, retries, failures, token fetches, circuit."""
+        with self._lock:
+            return {"calls": self.calls, "retries": self.retried, "failures": self.failures,
+                    "token_fetches": self.token_fetches, "circuit": self.circuit.state,
+                    "circuit_opened": self.circuit.opened, "last_error": self.last_error,
+                    "last_error_at": self.last_error_at}
+
+    # -- lookup -------------------------------------------------------------
+
+    def lookup(self, batch: Batch) -> dict:
+        try:
+            self.circuit.before()
+        except CircuitOpen as e:
+            raise AdapterUnavailable(self.name, str(e)) from None
+        try:
+            known = self._lookup_chunks(batch)
+        except BaseException as e:
+            with self._lock:
+                self.failures += 1
+                self.last_error = self.redact(str(e))
+                self.last_error_at = time.time()
+            self.circuit.failure()
+            raise
+        self.circuit.success()
+        return known
+
+    def _lookup_chunks(self, batch: Batch) -> dict:
+        work = chunks(batch, self.request_spec, self.batch_size)
+        deadline = batch.deadline
+        helpers_wanted = min(len(work), self.max_concurrency) - 1
+        if helpers_wanted <= 0 or self._pool is None:
+            known = {}
+            for chunk in work:  # max_concurrency: 1 -> one call after the other
+                known.update(self._call(chunk, deadline))
+            return known
+        # The caller and up to max_concurrency - 1 pool threads take chunks from one
+        # queue: at most max_concurrency calls in flight for this request, and if the
+        # pool is busy with other requests the caller simply does more of the work.
+        queue, lock, stop = iter(work), threading.Lock(), threading.Event()
+
+        def drain() -> dict:
+            out = {}
+            while not stop.is_set():
+                with lock:
+                    chunk = next(queue, None)
+                if chunk is None:
+                    break
+                out.update(self._call(chunk, deadline))
+            return out
+
+        helpers = [self._pool.submit(drain) for _ in range(helpers_wanted)]
+        try:
+            known = drain()
+            done, pending = wait(helpers, timeout=max(0.0, deadline - time.monotonic()),
+                                 return_when=FIRST_EXCEPTION)
+            for f in helpers:
+                if f in done and f.exception() is not None:
+                    raise f.exception()
+            if pending:
+                raise AdapterTimeout(self.name, "deadline passed with ERP calls in flight")
+        except BaseException:
+            stop.set()
+            for f in helpers:
+                f.cancel()
+            raise
+        for f in helpers:
+            known.update(f.result())
+        return known
+
+    def _call(self, chunk, deadline: float) -> dict:
+        """One HTTP call for ``chunk``, with retries and one token refresh."""
+        where = f"{self.method} {safe_url(self.url)}"
+        try:
+            kwargs = encode(chunk, self.request_spec)
+        except WireError as e:
+            raise AdapterError(self.name, f"{where}: cannot encode the request: {e}") from None
+        extra_headers = kwargs.pop("headers", {})
+        attempt, refreshed = 0, False
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AdapterTimeout(self.name, f"{where}: deadline passed before the call "
+                                                f"(attempt {attempt + 1})")
+            timeout = min(self.timeout_s, remaining)
+            try:
+                auth_headers = self.auth.headers(deadline)
+            except AuthError as e:
+                raise AdapterError(self.name, f"{where}: auth: {self.redact(str(e))}") from None
+            with self._lock:
+                self.calls += 1
+            try:
+                resp = self.session.request(self.method, self.url, timeout=(timeout, timeout),
+                                            headers={**extra_headers, **auth_headers},
+                                            allow_redirects=False, **kwargs)
+            except requests.Timeout as e:
+                if isinstance(e, requests.ConnectTimeout) and self._may_retry(attempt, deadline):
+                    attempt += 1
+                    continue
+                raise AdapterTimeout(self.name, f"{where}: {describe_error(e)} after "
+                                                f"{timeout * 1000:.0f} ms") from None
+            except requests.ConnectionError as e:
+                if self._may_retry(attempt, deadline):
+                    attempt += 1
+                    continue
+                raise AdapterError(self.name, f"{where}: {describe_error(e)}{_tries(attempt)}") from None
+            except requests.RequestException as e:
+                raise AdapterError(self.name, f"{where}: {describe_error(e)}") from None
+            status = resp.status_code
+            if status == 401 and self.auth.refreshable and not refreshed:
+                self.auth.invalidate(auth_headers)
+                refreshed = True
+                continue
+            if status in RETRY_STATUS and self._may_retry(attempt, deadline):
+                attempt += 1
+                continue
+            if not 200 <= status < 300:
+                hint = " (check the adapter's auth)" if status in (401, 403) else ""
+                raise AdapterError(self.name, f"{where}: HTTP {status}{hint}{_tries(attempt)}: "
+                                              f"{excerpt(resp.content, self.redact)}")
+            try:
+                return self.parser.parse(resp.content)
+            except WireError as e:
+                raise AdapterError(self.name, f"{where}: {e}: "
+                                              f"{excerpt(resp.content, self.redact, 120)}") from None
+
+    def _may_retry(self, attempt: int, deadline: float) -> bool:
+        """Sleep the backoff and say yes, if a retry is allowed and fits in time."""
+        if attempt >= self.retries:
+            return False
+        pause = BACKOFF_S * (2 ** attempt)
+        if deadline - time.monotonic() < pause + 0.005:  # no time left to try again
+            return False
+        time.sleep(pause)
+        with self._lock:
+            self.retried += 1
+        return True
+
+    # -- health, lifecycle --------------------------------------------------
+
+    def health(self) -> Health:
+        """The ERP's own health (``health_url``, cached) or the circuit's state."""
+        state = self.circuit.state
+        info = {"circuit": state, "calls": self.calls}
+        if not self.health_url:
+            return Health(state != "open", f"circuit {state}", info)
+        with self._health_lock:  # one check at a time; the others reuse its result
+            cached = self._health
+            if cached is not None and time.monotonic() - cached[0] < self.health_cache_s:
+                return cached[1]
+            health = self._check_health(info)
+            self._health = (time.monotonic(), health)
+            return health
+
+    def _check_health(self, info: dict) -> Health:
+        where = f"GET {safe_url(self.health_url)}"
+        try:
+            headers = self.auth.headers(time.monotonic() + self.timeout_s)
+            resp = self.session.get(self.health_url, headers=headers, allow_redirects=False,
+                                    timeout=(self.timeout_s, self.timeout_s))
+        except AuthError as e:
+            return Health(False, f"{where}: auth: {self.redact(str(e))}", info)
+        except requests.RequestException as e:
+            return Health(False, f"{where}: {describe_error(e)}", info)
+        ok = 200 <= resp.status_code < 300
+        return Health(ok, f"{where}: HTTP {resp.status_code}", {**info, "status": resp.status_code})
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self.session.close()
+
+    def _count_token(self) -> None:
+        with self._lock:
+            self.token_fetches += 1
+
+    def _circuit_changed(self, old: str, new: str) -> None:
+        level = logging.WARNING if new == "open" else logging.INFO
+        log.log(level, "adapter %r: circuit %s -> %s%s", self.name, old, new,
+                f" (last error: {self.last_error})" if new == "open" else "")
+
+
+def _tries(attempt: int) -> str:
+    return f" after {attempt + 1} attempts" if attempt else ""

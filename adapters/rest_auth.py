@@ -1,0 +1,169 @@
+"""Authentication to the ERP and the redaction of every secret it involves.
+
+:func:`make_auth` turns an :class:`~adapters.rest_options.AuthSpec` into an
+object with ``headers(deadline)`` (what to send) and, for OAuth2,
+``invalidate(headers)`` (a 401 says the token is dead). Every secret, static or
+fetched, is registered with the adapter's :class:`Redactor`, which scrubs
+every message the adapter raises or logs.
+"""
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+import orjson
+import requests
+
+from adapters.rest_options import AuthSpec
+
+
+class Redactor:
+    """Replaces every known secret in a text with ``***``."""
+
+    def __init__(self):
+        self._secrets: frozenset[str] = frozenset()
+        self._lock = threading.Lock()
+
+    def add(self, *secrets: str) -> None:
+        with self._lock:  # copy-on-write: readers never take the lock
+            self._secrets = self._secrets | {s for s in secrets if s}
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            if secret in text:
+                text = text.replace(secret, "***")
+        return text
+
+
+class AuthError(Exception):
+    """Getting credentials failed (token endpoint down or refusing). The message
+    is already safe: it never holds a secret."""
+
+
+class StaticAuth:
+    """Fixed headers (bearer, basic, header)."""
+
+    refreshable = False
+
+    def __init__(self, headers: dict[str, str]):
+        self._headers = headers
+
+    def headers(self, deadline: float) -> dict[str, str]:
+        return self._headers
+
+    def invalidate(self, used: dict[str, str]) -> None:
+        """A static credential cannot be renewed."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(self._headers)})"
+
+
+class OAuth2ClientCredentials:
+    """OAuth2 client-credentials grant with a cached, thread-safe token.
+
+    The token is reused until ``expires_in - 30`` seconds after it was issued
+    (half its lifetime for very short-lived tokens); one thread fetches while
+    the others wait for its result.
+    """
+
+    refreshable = True
+    MARGIN_S = 30.0
+    DEFAULT_LIFETIME_S = 300.0  # when the endpoint does not say expires_in
+
+    def __init__(self, spec: AuthSpec, session: requests.Session, timeout_s: float,
+                 redact: Redactor, on_fetch=None):
+        self._spec = spec
+        self._session = session
+        self._timeout_s = timeout_s
+        self._redact = redact
+        self._on_fetch = on_fetch
+        self._lock = threading.Lock()
+        self._header: dict[str, str] | None = None
+        self._valid_until = 0.0
+        redact.add(spec.client_secret)
+
+    def __repr__(self) -> str:
+        return f"OAuth2ClientCredentials(token_url={self._spec.token_url!r})"
+
+    def headers(self, deadline: float) -> dict[str, str]:
+        header = self._header
+        if header is not None and time.monotonic() < self._valid_until:
+            return header
+        with self._lock:
+            if self._header is not None and time.monotonic() < self._valid_until:
+                return self._header  # another thread fetched while we waited
+            self._header, self._valid_until = self._fetch(deadline)
+            return self._header
+
+    def invalidate(self, used: dict[str, str]) -> None:
+        """Forget the token that got a 401, unless another thread already did."""
+        with self._lock:
+            if self._header is used:
+                self._header, self._valid_until = None, 0.0
+
+    def _fetch(self, deadline: float) -> tuple[dict[str, str], float]:
+        spec = self._spec
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AuthError("no time left to fetch an OAuth2 token")
+        form = {"grant_type": "client_credentials"}
+        if spec.scope:
+            form["scope"] = spec.scope
+        basic = None
+        if spec.client_auth == "basic":
+            basic = (spec.client_id, spec.client_secret)
+        else:
+            form.update(client_id=spec.client_id, client_secret=spec.client_secret)
+        timeout = min(self._timeout_s, remaining)
+        if self._on_fetch:
+            self._on_fetch()
+        try:
+            resp = self._session.post(spec.token_url, data=form, auth=basic, timeout=(timeout, timeout),
+                                      headers={"Accept": "application/json"}, allow_redirects=False)
+        except requests.RequestException as e:
+            raise AuthError(f"token endpoint unreachable: {type(e).__name__}") from e
+        if resp.status_code != 200:
+            raise AuthError(f"token endpoint answered HTTP {resp.status_code}: "
+                            f"{excerpt(resp.content, self._redact)}")
+        try:
+            doc = orjson.loads(resp.content)
+            token = doc["access_token"]
+            if not isinstance(token, str) or not token:
+                raise TypeError("access_token is not a non-empty string")
+            lifetime = float(doc.get("expires_in") or self.DEFAULT_LIFETIME_S)
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise AuthError(f"token endpoint answer has no usable access_token "
+                            f"({type(e).__name__})") from e
+        self._redact.add(token)
+        usable = max(lifetime - self.MARGIN_S, lifetime / 2)
+        return {"Authorization": f"Bearer {token}"}, time.monotonic() + usable
+
+
+def make_auth(spec: AuthSpec | None, session: requests.Session, timeout_s: float,
+              redact: Redactor, on_fetch=None):
+    """The runtime auth for ``spec`` (None: no credentials)."""
+    if spec is None:
+        return StaticAuth({})
+    if spec.type == "bearer":
+        redact.add(spec.token)
+        return StaticAuth({"Authorization": f"Bearer {spec.token}"})
+    if spec.type == "basic":
+        raw = base64.b64encode(f"{spec.username}:{spec.password}".encode()).decode("ascii")
+        redact.add(spec.password, raw)
+        return StaticAuth({"Authorization": f"Basic {raw}"})
+    if spec.type == "header":
+        redact.add(spec.value)
+        return StaticAuth({spec.name: spec.value})
+    if spec.type == "oauth2_client_credentials":
+        return OAuth2ClientCredentials(spec, session, timeout_s, redact, on_fetch)
+    raise ValueError(f"unknown auth type {spec.type!r}")
+
+
+def excerpt(body: bytes, redact: Redactor, limit: int = 200) -> str:
+    """The start of a response body, secrets scrubbed, at most ``limit`` characters.
+
+    Scrubbed before it is cut, so a secret straddling the cut cannot leak a part.
+    """
+    text = redact(" ".join(body[:65536].decode("utf-8", "replace").split()))
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,197 @@
+"""A real HTTP server on loopback standing in for a retailer's ERP.
+
+Speaks the REST adapter's default wire format out of the box and answers from
+``stock`` ({(product, location): atp}); ``respond`` swaps in any other format.
+Switches inject the faults a real ERP has: ``mode`` (``ok``, ``slow``,
+``hang``, ``error`` (500), ``garbage``, ``drop``), ``fail_next(n, status)``
+(503-then-ok), required credentials (``expect_header``) answering 401, and an
+OAuth2 token endpoint at ``/token``. ``log`` records every request.
+
+Use it as a context manager or through the ``erp`` fixture in the tests.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+
+@dataclass
+class Seen:
+    """One request as the ERP received it."""
+
+    method: str
+    path: str
+    query: dict
+    headers: dict
+    body: bytes
+    client_port: int = 0
+    at: float = field(default_factory=time.monotonic)
+
+    def json(self):
+        return orjson.loads(self.body)
+
+    def form(self) -> dict:
+        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
+
+
+def default_respond(erp: "FakeErp", seen: Seen):
+    """The default wire format: items in, items out; unknown pairs left out."""
+    items = seen.json()["items"]
+    return 200, {"items": [{"product": i["product"], "location": i["location"],
+                            "atp": erp.stock[(i["product"], i["location"])]}
+                           for i in items if (i["product"], i["location"]) in erp.stock]}
+
+
+class FakeErp:
+    """The ERP stand-in; see the module docstring."""
+
+    def __init__(self, ssl_context=None):
+        self.stock: dict[tuple[str, str], object] = {}
+        self.respond = default_respond
+        self.mode = "ok"
+        self.slow_s = 0.0
+        self.error_body = b'{"error": "internal"}'
+        self.expect_header: tuple[str, str] | None = None   # else 401
+        self.health_status = 200
+        self.log: list[Seen] = []
+        self.client = ("client-1", "client-secret-1")        # OAuth2 client credentials
+        self.token_lifetime_s = 3600
+        self.token_status = 200
+        self.token_delay_s = 0.0
+        self.in_flight = 0
+        self.max_in_flight = 0                               # peak concurrent ATP calls
+        self.valid_tokens: set[str] = set()
+        self._token_ids = itertools.count(1)
+        self._fail: list[int] = []
+        self._release = threading.Event()
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        if ssl_context is not None:  # https: handshake per connection, in the handler thread
+            self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True,
+                                                          do_handshake_on_connect=False)
+        self.port = self._server.server_address[1]
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    def start(self) -> "FakeErp":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._release.set()  # let hanging handlers go
+        self._server.shutdown()
+        self._server.server_close()
+
+    __enter__ = start
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def fail_next(self, n: int, status: int = 503) -> None:
+        """The next ``n`` calls to the ATP endpoint answer ``status``."""
+        self._fail = [status] * n
+
+    def requests(self, path: str = "/atp") -> list[Seen]:
+        """Logged requests to ``path`` (query string excluded)."""
+        return [s for s in list(self.log) if s.path == path]
+
+    def revoke_tokens(self) -> None:
+        """Every issued token stops working (as if it expired early)."""
+        self.valid_tokens.clear()
+
+    # -- handling -----------------------------------------------------------
+
+    def handle(self, seen: Seen):
+        """(status, body dict or bytes) or None to drop the connection."""
+        if seen.path == "/token":
+            return self._token(seen)
+        if seen.path == "/health":
+            return self.health_status, {"status": "ok" if self.health_status == 200 else "down"}
+        if self.expect_header is not None:
+            name, value = self.expect_header
+            if seen.headers.get(name.lower()) != value:
+                return 401, {"error": "unauthorized"}
+        auth = seen.headers.get("authorization", "")
+        if auth.startswith("Bearer tok-") and auth[7:] not in self.valid_tokens:
+            return 401, {"error": "invalid_token"}
+        with self._lock:
+            if self._fail:
+                return self._fail.pop(), b"upstream busy"
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return self._atp(seen)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _atp(self, seen: Seen):
+        mode = self.mode
+        if mode == "hang":
+            self._release.wait(30)
+            return None
+        if mode == "slow":
+            time.sleep(self.slow_s)
+        if mode == "error":
+            return 500, self.error_body
+        if mode == "garbage":
+            return 200, b"<html>Service temporarily unavailable</html>"
+        if mode == "drop":
+            return None
+        return self.respond(self, seen)
+
+    def _token(self, seen: Seen):
+        form = seen.form()
+        client = (form.get("client_id"), form.get("client_secret"))
+        basic = seen.headers.get("authorization", "")
+        if basic.startswith("Basic "):
+            client = tuple(base64.b64decode(basic[6:]).decode().split(":", 1))
+        if form.get("grant_type") != "client_credentials" or client != self.client:
+            return 401, {"error": "invalid_client"}
+        if self.token_status != 200:
+            return self.token_status, {"error": "temporarily_unavailable"}
+        time.sleep(self.token_delay_s)
+        token = f"tok-{next(self._token_ids)}"
+        self.valid_tokens.add(token)
+        return 200, {"access_token": token, "token_type": "Bearer",
+                     "expires_in": self.token_lifetime_s, "scope": form.get("scope", "")}
+
+
+def _handler(erp: FakeErp):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, so connection pooling is real
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _serve(self):
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            seen = Seen(self.command, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()},
+                        {k.lower(): v for k, v in self.headers.items()}, body, self.client_address[1])
+            erp.log.append(seen)
+            answer = erp.handle(seen)
+            if answer is None:  # drop: close without a status line
+                self.close_connection = True
+                return
+            status, payload = answer
+            data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _serve
+
+    return Handler
