@@ -50,7 +50,7 @@ class BridgeProcess:
         raise TimeoutError(f"atp-bridge serve not ready on {self.url}{path} after {timeout}s")
 
     def post(self, body, path="/availabilities", **kw):
-        return requests.post(self.url + path, json=body, timeout=10, **kw)
+        return requests.post(self.url + path, json=body, timeout=30, **kw)
 
     def stop(self) -> tuple[str, str]:
         if self.proc.poll() is None:

@@ -108,9 +108,9 @@ def test_a_served_csv_reloads_when_the_file_changes(tmp_path):
         stock.write_text("product,location,atp\nA,S1,42\nA,S2")
         deadline = time.monotonic() + 10
         import requests
-        while requests.get(bridge.url + "/readyz", timeout=5).status_code == 200 and time.monotonic() < deadline:
+        while requests.get(bridge.url + "/readyz", timeout=30).status_code == 200 and time.monotonic() < deadline:
             time.sleep(0.05)
-        ready = requests.get(bridge.url + "/readyz", timeout=5)
+        ready = requests.get(bridge.url + "/readyz", timeout=30)
         assert ready.status_code == 503
         assert ready.json()["adapters"]["stores"]["ok"] is False
         assert bridge.post(body).json()["availabilities"][0]["atp"] == 42
