@@ -207,3 +207,39 @@ class Outage:
             lasted = time.time() - self.down_since
             self.down_since = None
         log.info("adapter %r: Redis at %s recovered after %.1f s", self.adapter, self.where, lasted)
+
+
+def unlink_matching(client, pattern: str, *, cluster: bool = False, batch: int = 500) -> int:
+    """UNLINK every key matching ``pattern``; return how many were dropped.
+
+    Walks the keyspace with SCAN (never KEYS, which blocks Redis) and unlinks
+    in batches of ``batch``. On a cluster every primary is scanned, and the
+    keys are unlinked one per command in a pipeline: the keys found on one node
+    live in different slots, and a multi-key UNLINK across slots is refused.
+    """
+    if not cluster:
+        return _unlink_node(client, pattern, batch, multi_key=True)
+    return sum(_unlink_node(client.get_redis_connection(node), pattern, batch, multi_key=False)
+               for node in client.get_primaries())
+
+
+def _unlink_node(node, pattern: str, batch: int, *, multi_key: bool) -> int:
+    dropped = 0
+    found: list[bytes] = []
+
+    def flush() -> int:
+        if multi_key:
+            return node.unlink(*found)
+        pipe = node.pipeline(transaction=False)
+        for key in found:
+            pipe.unlink(key)
+        return sum(pipe.execute())
+
+    for key in node.scan_iter(match=pattern, count=batch):
+        found.append(key)
+        if len(found) >= batch:
+            dropped += flush()
+            found.clear()
+    if found:
+        dropped += flush()
+    return dropped
