@@ -8,6 +8,7 @@ import time
 import click
 import orjson
 
+from atp_bridge.cache_cli import cache
 from atp_bridge.config import ENV_VAR, load_config, resolve_path
 from atp_bridge.errors import ConfigError
 
@@ -114,6 +115,9 @@ def query(config_path, products, locations, as_json):
     if answer.degraded:
         click.echo(f"DEGRADED: {answer.reason} (NewStore would get atp 0)", err=True)
         sys.exit(2)
+
+
+main.add_command(cache)
 
 
 if __name__ == "__main__":  # pragma: no cover
