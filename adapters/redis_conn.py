@@ -104,7 +104,7 @@ def connection_kwargs(options: dict, base_dir: str = ".") -> dict:
     if options.get("password") is not None:
         kwargs["password"] = options["password"]
     if urlsplit(options["url"]).scheme == "rediss":
-        reqs = options.get("ssl_cert_reqs", "required")
+        reqs = options.get("ssl_cert_reqs") or "required"  # the schema loads None when unset
         kwargs["ssl_cert_reqs"] = reqs
         kwargs["ssl_check_hostname"] = reqs == "required"
         if options.get("ssl_ca_certs"):
