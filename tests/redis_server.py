@@ -28,10 +28,24 @@ def require(binary: str = "redis-server") -> str:
     return path
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(cluster_bus: bool = False) -> int:
+    """A free loopback port; with ``cluster_bus`` also port + 10000 (the cluster
+    bus), which must stay at or below 65535."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if not cluster_bus or (port <= 55535 and _bindable(port + 10000)):
+            return port
 
 
 class RedisServer:
@@ -40,9 +54,10 @@ class RedisServer:
     def __init__(self, workdir: Path, *args: str, port: int | None = None, tls: "TlsFiles | None" = None):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.port = port or free_port()
+        self.port = port or free_port(cluster_bus="--cluster-enabled" in args)
         self.tls = tls
         self.args = list(args)
+        self.password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -63,6 +78,7 @@ class RedisServer:
     def client(self, **kw) -> redis.Redis:
         if self.tls:
             kw = {"ssl": True, "ssl_ca_certs": str(self.tls.cert), **kw}
+        kw.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, **kw)
 
     def start(self, timeout: float = 10.0) -> "RedisServer":
