@@ -25,7 +25,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from adapters.base import Adapter, Batch, Health
 from adapters.redis_conn import (DEFAULT_KEY, KeyTemplate, LazyClient, Outage, make_client,
-                                 redact_url, template_problem)
+                                 redact_url, redis_errors, template_problem)
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
 
 UNKNOWN = b""  # cached marker: "the upstream does not know this pair"
@@ -206,7 +206,7 @@ class RedisAdapter(Adapter):
         try:
             client = self.client.get()
             raw = client.mget_nonatomic(keys) if self.cluster else client.mget(keys)
-        except (redis.RedisError, OSError) as e:
+        except redis_errors() as e:
             self.outage.failed(e)
             kind = AdapterTimeout if isinstance(e, (redis.TimeoutError, TimeoutError)) else AdapterError
             if self.bypassing:
@@ -246,8 +246,6 @@ class RedisAdapter(Adapter):
     def _write(self, writes: dict[str, str], batch: Batch) -> None:
         """One pipeline of SET EX. A failed write never fails the request: the
         answer is already in hand; it only marks Redis down (logged once)."""
-        import redis
-
         if not writes or batch.remaining() <= 0:
             return
         try:
@@ -255,7 +253,7 @@ class RedisAdapter(Adapter):
             for key, value in writes.items():
                 pipe.set(key, value, ex=self.ttl_s)
             pipe.execute()
-        except (redis.RedisError, OSError) as e:
+        except redis_errors() as e:
             self.outage.failed(e)
 
     # -- health and lifecycle --------------------------------------------------
@@ -267,8 +265,6 @@ class RedisAdapter(Adapter):
         saying so and ``bypassing: true``: requests are still answered (from
         the upstream), but the cache is not doing its job.
         """
-        import redis
-
         cached = self._health
         now = time.monotonic()
         if cached is not None and now - cached[0] < self.health_cache_s:
@@ -278,7 +274,7 @@ class RedisAdapter(Adapter):
             info["upstream"] = self.upstream.name
         try:
             self.client.get().ping()
-        except (redis.RedisError, OSError) as e:
+        except redis_errors() as e:
             self.outage.failed(e)
             problem = f"Redis at {self.where} unreachable: {type(e).__name__}: {e}"
             if self.bypassing:

@@ -30,6 +30,16 @@ PROBE_INTERVAL_S = 1.0
 _GLOB_SPECIALS = "\\*?[]"
 
 
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """Every exception that means "Redis did not answer": redis-py's errors
+    (the cluster client's discovery errors are not RedisError subclasses) and
+    socket errors."""
+    import redis
+    from redis.exceptions import RedisClusterException
+
+    return (redis.RedisError, RedisClusterException, OSError)
+
+
 def template_problem(template: str) -> str | None:
     """Why ``template`` is not a usable key template, or None when it is."""
     try:

@@ -31,9 +31,7 @@ def flush(config_path, location, product, names):
     Only ``mode: cache`` adapters are flushed: the keys of a ``mode: source``
     adapter belong to the system that writes them.
     """
-    import redis
-
-    from adapters.redis_conn import KeyTemplate, make_client, redact_url, unlink_matching
+    from adapters.redis_conn import KeyTemplate, make_client, redact_url, redis_errors, unlink_matching
     from atp_bridge.cli import ConfigProblem
     from atp_bridge.config import load_config, resolve_path
     from atp_bridge.errors import ConfigError
@@ -52,7 +50,7 @@ def flush(config_path, location, product, names):
         try:
             client = make_client(options, spec.base_dir)
             dropped = unlink_matching(client, pattern, cluster=options["cluster"])
-        except (redis.RedisError, OSError) as e:
+        except redis_errors() as e:
             raise CacheProblem(f"adapter {spec.name!r}: cannot flush Redis at {where}: "
                                f"{type(e).__name__}: {e}. Check that Redis is running and "
                                f"the adapter's url (and password/TLS options) in {spec.source}.") from e

@@ -154,3 +154,19 @@ def test_with_redis_killed_a_fail_cache_gives_the_bridges_all_zero_answer_until_
     time.sleep(0.06)
     assert post(client) == (ANSWER, None)
     app.extensions["atp_bridge"].bridge.close()
+
+
+def test_a_cluster_that_is_down_at_startup_is_bypassed_not_fatal(make_redis_adapter):
+    cache = make_redis_adapter({"mode": "cache", "url": "redis://127.0.0.1:1/0", "cluster": True,
+                                "upstream": "erp"}, StaticAdapter("erp", values=VALUES))
+    assert cache.fetch(batch()) == [5, 100, 1, 30]
+    assert cache.bypasses == 1 and erp_calls() == ["erp"]
+    assert not cache.health().ok
+
+
+def test_a_cache_and_its_upstream_must_match_on_the_same_product_key(make_redis_adapter):
+    from atp_bridge.errors import ConfigError
+    with pytest.raises(ConfigError) as err:
+        make_redis_adapter({"mode": "cache", "url": "redis://127.0.0.1:1/0", "upstream": "erp"},
+                           StaticAdapter("erp", values=VALUES, match_on="product_id"))
+    assert "match_on" in str(err.value) and "'product_id'" in str(err.value)
