@@ -180,6 +180,13 @@ class RedisCluster:
         return f"redis://127.0.0.1:{self.nodes[0].port}/0"
 
     def start(self, timeout: float = 30.0) -> "RedisCluster":
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()  # never leave half a cluster running
+            raise
+
+    def _start(self, timeout: float) -> "RedisCluster":
         for node in self.nodes:
             node.start()
         subprocess.run([require("redis-cli"), "--cluster", "create",
