@@ -8,6 +8,7 @@ import time
 import click
 import orjson
 
+from atp_bridge.cache_cli import cache
 from atp_bridge.config import ENV_VAR, load_config, resolve_path
 from atp_bridge.errors import ConfigError
 from atp_bridge.fulfillment.cli import fulfillment, fulfillment_emulator
@@ -119,6 +120,7 @@ def query(config_path, products, locations, as_json):
 
 main.add_command(fulfillment)
 main.add_command(fulfillment_emulator)
+main.add_command(cache)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,4 +1,4 @@
-"""Fixtures for the adapter tests: a live ERP stand-in and a REST adapter factory."""
+"""Fixtures for the adapter tests: a live ERP stand-in, REST and Redis adapter factories."""
 from __future__ import annotations
 
 import socket
@@ -47,3 +47,24 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.fixture
+def make_redis_adapter():
+    """``make_redis_adapter(options, upstream=None, **common)`` -> a RedisAdapter
+    built the way the bridge builds it (schema, then ``from_config``); closed at teardown."""
+    from adapters.redis_cache import RedisAdapter, RedisOptionsSchema
+    from atp_bridge.config_types import AdapterSpec
+
+    built = []
+
+    def make(options, upstream=None, name="cache", **common):
+        opts = RedisOptionsSchema().load(options)
+        spec = AdapterSpec(name=name, type="redis", options=opts, upstream=opts.get("upstream"), **common)
+        adapter = RedisAdapter.from_config(spec, upstream=upstream)
+        built.append(adapter)
+        return adapter
+
+    yield make
+    for adapter in built:
+        adapter.close()

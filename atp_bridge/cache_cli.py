@@ -1,0 +1,82 @@
+"""``atp-bridge cache``: manage the Redis caches of ``type: redis, mode: cache`` adapters."""
+from __future__ import annotations
+
+import click
+
+from atp_bridge.config import ENV_VAR
+
+CONFIG_HELP = f"Config directory or YAML file (default: ${ENV_VAR}, else the embedded sample)."
+# The CLI is not on NewStore's clock: give SCAN room on a busy Redis.
+CLI_TIMEOUT_MS = 5000
+
+
+class CacheProblem(click.ClickException):
+    """The flush could not run: says which adapter or Redis, and what to check."""
+
+
+@click.group()
+def cache():
+    """Manage the Redis caches in front of other adapters."""
+
+
+@cache.command()
+@click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
+@click.option("--location", help="Drop only this location's entries.")
+@click.option("--product", help="Drop only this product's entries.")
+@click.option("--adapter", "names", multiple=True,
+              help="Cache adapter to flush (repeatable; default: every mode: cache adapter).")
+def flush(config_path, location, product, names):
+    """Drop cached ATP entries (SCAN + UNLINK, never KEYS); print how many.
+
+    Only ``mode: cache`` adapters are flushed: the keys of a ``mode: source``
+    adapter belong to the system that writes them.
+    """
+    from adapters.redis_conn import KeyTemplate, make_client, redact_url, redis_errors, unlink_matching
+    from atp_bridge.cli import ConfigProblem
+    from atp_bridge.config import load_config, resolve_path
+    from atp_bridge.errors import ConfigError
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as e:
+        raise ConfigProblem(resolve_path(config_path), e) from None
+    specs = _cache_specs(config, names)
+    total = 0
+    for spec in specs:
+        options = {**spec.options, "timeout_ms": max(spec.options["timeout_ms"], CLI_TIMEOUT_MS)}
+        pattern = KeyTemplate(options["key"], options["prefix"]).match_pattern(product, location)
+        where = redact_url(options["url"])
+        client = None
+        try:
+            client = make_client(options, spec.base_dir)
+            dropped = unlink_matching(client, pattern, cluster=options["cluster"])
+        except redis_errors() as e:
+            raise CacheProblem(f"adapter {spec.name!r}: cannot flush Redis at {where}: "
+                               f"{type(e).__name__}: {e}. Check that Redis is running and "
+                               f"the adapter's url (and password/TLS options) in {spec.source}.") from e
+        finally:
+            if client is not None:
+                client.close()
+        total += dropped
+        click.echo(f"adapter {spec.name!r}: dropped {dropped} key(s) matching {pattern!r} at {where}")
+    if len(specs) > 1:
+        click.echo(f"total: dropped {total} key(s)")
+
+
+def _cache_specs(config, names):
+    caches = {s.name: s for s in config.adapters
+              if s.type == "redis" and s.options.get("mode") == "cache"}
+    if not names:
+        if not caches:
+            raise CacheProblem(f"{config.source}: no adapter with type: redis and mode: cache; "
+                               f"nothing to flush")
+        return list(caches.values())
+    known = {s.name: s for s in config.adapters}
+    for name in names:
+        if name not in known:
+            raise CacheProblem(f"no adapter named {name!r} in {config.source} "
+                               f"(known: {', '.join(known)})")
+        if name not in caches:
+            raise CacheProblem(f"adapter {name!r} is not a Redis cache (type: redis, mode: cache); "
+                               f"refusing to delete keys another system owns")
+    return [caches[n] for n in dict.fromkeys(names)]
