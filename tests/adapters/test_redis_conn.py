@@ -139,7 +139,7 @@ def test_redis_options_are_checked_at_load_with_file_and_key(config_file, adapte
 def test_a_missing_redis_server_fails_the_tests_loudly_with_the_install_hint(monkeypatch):
     import shutil
 
-    from tests.adapters.conftest import _require_redis
+    from tests.conftest import _require_redis
     from tests.redis_server import require
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(pytest.fail.Exception, match="redis-server not found: apt-get install redis-server"):
