@@ -261,9 +261,11 @@ class RedisAdapter(Adapter):
     def health(self) -> Health:
         """PING, cached ``health_cache_s``.
 
-        A cache that bypasses a down Redis reports ``ok: False`` with a detail
-        saying so and ``bypassing: true``: requests are still answered (from
-        the upstream), but the cache is not doing its job.
+        A cache that bypasses a down Redis stays ``ok: True`` (ready) with a
+        detail saying so and ``bypassing: true``: requests are still answered
+        correctly from the upstream (whose own health ``/readyz`` lists too), so
+        taking every replica out of the load balancer because a shared Redis is
+        down would turn a slower answer into no answer.
         """
         cached = self._health
         now = time.monotonic()
@@ -278,7 +280,7 @@ class RedisAdapter(Adapter):
             self.outage.failed(e)
             problem = f"Redis at {self.where} unreachable: {type(e).__name__}: {e}"
             if self.bypassing:
-                health = Health(False, f"{problem}; bypassing the cache, answering from upstream "
+                health = Health(True, f"{problem}; bypassing the cache, answering from upstream "
                                        f"{self.upstream.name!r}", {**info, "bypassing": True})
             else:
                 health = Health(False, problem, {**info, "bypassing": False})
