@@ -24,8 +24,17 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 class JsonFormatter(logging.Formatter):
     """Format a record as one line of JSON; never raises on odd values."""
 
+    _second = (-1, "")  # (whole second, its formatted form): strftime once per second
+
+    def _ts(self, created: float) -> str:
+        second = int(created)
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+        return cached[1]
+
     def format(self, record: logging.LogRecord) -> str:
-        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        ts = self._ts(record.created)
         msg = record.msg
         if type(msg) is dict:
             out = msg  # the caller's own event dict: no copy on the hot path
