@@ -2,8 +2,9 @@
 
 An adapter gets ONE batch per webhook request (all the products it is asked
 for times all the locations routed to it) and returns what it knows. It never
-sees Flask. :meth:`Adapter.fetch` is the public entry point: it checks the
-shape of the answer and converts any library error into an
+sees Flask. :meth:`Adapter.fetch` is the public entry point: it times the
+call, counts failures (``atp_bridge_adapter_*`` metrics), checks the shape of
+the answer and converts any library error into an
 :class:`~atp_bridge.errors.AdapterError` carrying the adapter's name.
 Subclasses implement :meth:`Adapter.lookup` (the I/O) and may override
 :meth:`Adapter.health` and :meth:`Adapter.close`.
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema
 
+from atp_bridge import metrics
 from atp_bridge.errors import AdapterError, AdapterTimeout
 
 # An ATP value as a source reports it: int or float, or None for "unknown".
@@ -89,6 +91,9 @@ class Adapter(abc.ABC):
         self.locations = tuple(locations)
         self.match_on = match_on
         self._serves: dict[str, bool] = {}
+        # label children resolved once: fetch() must not look labels up per call
+        self._latency = metrics.ADAPTER_LATENCY.labels(name)
+        self._errors: dict[str, object] = {}
 
     @classmethod
     def from_config(cls, spec, upstream: "Adapter | None" = None) -> "Adapter":
@@ -112,7 +117,29 @@ class Adapter(abc.ABC):
         """Answer ``batch``: a list of ATP values (None = unknown), product-major.
 
         Any exception becomes an :class:`AdapterError` naming this adapter.
+        Every call is timed; failures, and answers that arrive after the
+        batch's deadline (the bridge has given up on them), are counted in
+        ``atp_bridge_adapter_errors_total``.
         """
+        started = time.perf_counter()
+        try:
+            answer = self._fetch(batch)
+        except AdapterError as e:
+            self._count_error(e.reason)
+            raise
+        finally:
+            self._latency.observe(time.perf_counter() - started)
+        if time.monotonic() > batch.deadline:
+            self._count_error(AdapterTimeout.reason)
+        return answer
+
+    def _count_error(self, reason: str) -> None:
+        child = self._errors.get(reason)
+        if child is None:
+            child = self._errors[reason] = metrics.ADAPTER_ERRORS.labels(self.name, reason)
+        child.inc()
+
+    def _fetch(self, batch: Batch) -> list:
         try:
             answer = self.lookup(batch)
         except AdapterError:

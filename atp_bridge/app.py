@@ -15,6 +15,8 @@ from flask import Flask
 from atp_bridge.bridge import Bridge
 from atp_bridge.config import load_config
 from atp_bridge.config_types import BridgeConfig
+from atp_bridge.logs import setup_logging
+from atp_bridge.openapi import build_openapi
 
 __all__ = ["create_app", "AppState"]
 
@@ -23,42 +25,38 @@ log = logging.getLogger("atp_bridge")
 
 @dataclass
 class AppState:
-    """What the views share: the config, the bridge and the API keys as bytes."""
+    """What the views share: the config, the bridge, the API keys as bytes and
+    the OpenAPI document (JSON bytes, built once)."""
 
     config: BridgeConfig
     bridge: Bridge
     api_keys: tuple[bytes, ...]
+    openapi: bytes = b"{}"
 
 
 def create_app(config: BridgeConfig | str | None = None) -> Flask:
     """Build the Flask app from a loaded config, a config path, or the default
     (``$ATP_BRIDGE_CONFIG``, else the embedded sample)."""
-    from atp_bridge import http_errors, views
+    from atp_bridge import access, http_errors, views
 
     if not isinstance(config, BridgeConfig):
         config = load_config(config)
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     bridge = Bridge.from_config(config)
     app.extensions["atp_bridge"] = AppState(
         config=config, bridge=bridge,
-        api_keys=tuple(k.encode("utf-8") for k in config.api_keys))
+        api_keys=tuple(k.encode("utf-8") for k in config.api_keys),
+        openapi=build_openapi(config))
     atexit.register(bridge.close)
     if not config.api_keys:
         log.warning("AUTH DISABLED: auth.api_keys is empty, so anyone who can reach this "
                     "service can read ATP. Set auth.api_keys to NewStore's webhook API key.")
+    access.register(app)
     views.register(app, config.base_path)
     http_errors.register(app)
     log.info("atp-bridge ready: config=%s adapters=%s", config.source,
              ",".join(a.name for a in config.adapters))
     return app
 
-
-def _setup_logging(level: str) -> None:
-    root = logging.getLogger("atp_bridge")
-    root.setLevel(level)
-    if not logging.getLogger().handlers and not root.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)

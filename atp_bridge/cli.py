@@ -47,11 +47,15 @@ def main():
 @click.option("--threads", type=click.IntRange(min=1), help="Threads per worker (default $ATP_BRIDGE_THREADS or 8).")
 def serve(config_path, bind, workers, threads):
     """Run the webhook under gunicorn."""
-    from atp_bridge.server import run
+    from atp_bridge.server import cleanup_metrics_dir, prepare_metrics_dir, run
 
-    path = resolve_path(config_path)
-    _load(path)  # fail fast, with the check-config message, before forking workers
-    run(str(path), bind=bind, workers=workers, threads=threads)
+    metrics_dir = prepare_metrics_dir()  # before _load imports prometheus_client
+    try:
+        path = resolve_path(config_path)
+        _load(path)  # fail fast, with the check-config message, before forking workers
+        run(str(path), bind=bind, workers=workers, threads=threads)
+    finally:
+        cleanup_metrics_dir(*metrics_dir)
 
 
 @main.command("check-config")

@@ -8,9 +8,18 @@ Environment: ``ATP_BRIDGE_BIND`` (default 127.0.0.1:8080), ``WEB_CONCURRENCY``
 ``ATP_BRIDGE_TIMEOUT`` (worker timeout s, default 30),
 ``ATP_BRIDGE_GRACEFUL_TIMEOUT`` (SIGTERM drain, s, default 25),
 ``ATP_BRIDGE_KEEPALIVE`` (s, default 75: above the usual load balancer idle
-timeout of 60 s, so the LB closes idle connections, not us).
+timeout of 60 s, so the LB closes idle connections, not us),
+``ATP_BRIDGE_LOG_LEVEL`` (gunicorn's own lines; default info).
+
+Prometheus multiprocess mode: every worker writes its values under
+``$PROMETHEUS_MULTIPROC_DIR`` (``atp-bridge serve`` creates it; with plain
+gunicorn, set it to an empty directory yourself). :func:`child_exit` tells
+prometheus_client that a worker is gone, so its live gauges disappear while
+its counters stay in the totals.
 """
 import os
+
+from atp_bridge.logs import gunicorn_logconfig
 
 
 def _int(name: str, default: int) -> int:
@@ -22,9 +31,28 @@ workers = _int("WEB_CONCURRENCY", 2)
 worker_class = "gthread"
 threads = _int("ATP_BRIDGE_THREADS", 8)
 timeout = _int("ATP_BRIDGE_TIMEOUT", 30)
+# SIGTERM: stop accepting, finish in-flight requests for up to this long, exit.
+# Keep it below Kubernetes' terminationGracePeriodSeconds minus the preStop sleep.
 graceful_timeout = _int("ATP_BRIDGE_GRACEFUL_TIMEOUT", 25)
 keepalive = _int("ATP_BRIDGE_KEEPALIVE", 75)
 # each worker builds its own app after fork: adapter threads and sockets are per process
 preload_app = False
-accesslog = None
+accesslog = None  # atp-bridge writes its own JSON access line (without secrets)
 errorlog = "-"
+loglevel = (os.environ.get("ATP_BRIDGE_LOG_LEVEL") or "info").lower()
+# gunicorn's own lines in the same one-JSON-object-per-line format on stderr
+logconfig_dict = gunicorn_logconfig()
+
+
+def child_exit(server, worker):
+    """Gunicorn hook: a worker exited; drop its live gauges from /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
+
+
+def worker_abort(worker):
+    """Gunicorn hook: a worker hit ``timeout`` (SIGABRT); say so before it dies."""
+    worker.log.warning("worker %s aborted after timeout=%ss: a request ran too long",
+                       worker.pid, timeout)

@@ -8,7 +8,7 @@ get its messages.
 """
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, validate
 
 from atp_bridge.errors import RequestError
 
@@ -62,6 +62,30 @@ class ErrorSchema(Schema):
     error = fields.String(required=True, metadata={"description": "Machine-readable code."})
     message = fields.String(required=True, metadata={"description": "What is wrong, for humans."})
     details = fields.List(fields.Nested(ErrorDetailSchema), required=True)
+
+
+class HealthSchema(Schema):
+    """Body of ``GET /healthz``."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["ok"]))
+
+
+class AdapterHealthSchema(Schema):
+    """One adapter on ``/readyz``; adapters may add their own keys."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    ok = fields.Boolean(required=True)
+    detail = fields.String(required=True)
+
+
+class ReadinessSchema(Schema):
+    """Body of ``GET /readyz`` (200 ready, 503 not ready)."""
+
+    status = fields.String(required=True, validate=validate.OneOf(["ready", "not_ready"]))
+    adapters = fields.Dict(keys=fields.String(), values=fields.Nested(AdapterHealthSchema),
+                           required=True)
 
 
 _request_schema = AvailabilityRequestSchema()

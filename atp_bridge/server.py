@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
 from atp_bridge import gunicorn_conf
 from atp_bridge.config import ENV_VAR
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # same name as atp_bridge.metrics; no import here
 
 
 class BridgeServer(BaseApplication):
@@ -29,7 +34,41 @@ class BridgeServer(BaseApplication):
         return create_app()  # reads ATP_BRIDGE_CONFIG, set by run()
 
 
+def prepare_metrics_dir() -> tuple[Path, bool, int]:
+    """Point ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory: a new temporary
+    one, or the one already named, emptied of a previous run's ``*.db`` files
+    (stale files would add old counts to the new totals).
+
+    Must run before anything imports prometheus_client in this process: the
+    library picks its multiprocess value class at import time. Returns the
+    directory, whether it was created here (and is to be removed at exit) and
+    the pid of the process that owns it.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return path, False, os.getpid()
+    path = Path(tempfile.mkdtemp(prefix="atp-bridge-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path, True, os.getpid()
+
+
 def run(config_path: str, *, bind=None, workers=None, threads=None) -> None:
-    """Serve ``config_path`` until SIGTERM/SIGINT (gunicorn drains in-flight requests)."""
+    """Serve ``config_path`` until SIGTERM/SIGINT (gunicorn drains in-flight
+    requests for up to ``graceful_timeout``). Call :func:`prepare_metrics_dir`
+    first, before the config is loaded."""
     os.environ[ENV_VAR] = config_path  # workers build their own app from it
     BridgeServer({"bind": bind, "workers": workers, "threads": threads}).run()
+
+
+def cleanup_metrics_dir(path: Path, created: bool, owner_pid: int) -> None:
+    """Remove the metrics directory if :func:`prepare_metrics_dir` created it.
+
+    Gunicorn workers are forks that unwind through the same ``finally`` when
+    they exit; only the master (the owner) may remove the directory.
+    """
+    if created and os.getpid() == owner_pid:
+        shutil.rmtree(path, ignore_errors=True)

@@ -12,7 +12,9 @@ import logging
 import time
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, g, request
+
+from atp_bridge import metrics
 
 from atp_bridge.errors import RequestError
 from atp_bridge.schemas import parse_request, request_error
@@ -74,10 +76,11 @@ def availabilities():
 
     try:
         answer = state.bridge.answer(pids, eids, locations, started)
-        atps, reason = answer.atps, answer.reason
+        atps, reason, used = answer.atps, answer.reason, answer.adapters
     except Exception:  # an internal bug still gets NewStore an explicit answer
         log.exception("internal error answering availabilities; answering zero ATP")
-        atps, reason = [0] * n_pairs, "internal"
+        atps, reason, used = [0] * n_pairs, "internal", []
+    g.atp = (n_pairs, used, reason)  # for the access line and metrics (atp_bridge.access)
 
     rows = []
     append = rows.append
@@ -110,6 +113,19 @@ def readyz():
     body = {"status": "ready" if ready else "not_ready",
             "adapters": {name: h.as_dict() for name, h in health.items()}}
     return json_response(body, status=200 if ready else 503)
+
+
+@bp.get("/metrics")
+def prometheus_metrics():
+    """Prometheus text format, merged across gunicorn workers."""
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
+
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3 document of this service (built once at startup)."""
+    return Response(_state().openapi, mimetype=JSON)
 
 
 def register(app: Flask, base_path: str) -> None:

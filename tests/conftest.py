@@ -34,7 +34,7 @@ def test_adapter_entry_points(tmp_path_factory):
     if str(TESTS.parent) not in sys.path:
         sys.path.insert(0, str(TESTS.parent))
     adapters._plugins = None
-    yield
+    yield site
     sys.path.remove(str(site))
     adapters._plugins = None
 
@@ -161,3 +161,23 @@ def round_trips(monkeypatch):
 
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counting)
     return counter
+
+
+# -- real `atp-bridge serve` processes ----------------------------------------
+
+@pytest.fixture
+def serve(test_adapter_entry_points):
+    """``serve(config_path, "--threads", "2", workers=2)`` starts ``atp-bridge serve``
+    (with the test adapters importable) and waits for /healthz; stopped at teardown."""
+    from tests.serve import BridgeProcess
+
+    started = []
+
+    def start(config, *args, workers: int = 1, env=None):
+        started.append(BridgeProcess(config, *args, workers=workers, env=env,
+                                     extra_pythonpath=[test_adapter_entry_points]))
+        return started[-1].wait_ready()
+
+    yield start
+    for process in started:
+        process.stop()

@@ -1,7 +1,8 @@
-"""Start real ``atp-bridge serve`` processes for end-to-end tests."""
+"""Real ``atp-bridge serve`` processes for end-to-end tests (and the benchmark)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -19,24 +20,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class BridgeProcess:
-    """``atp-bridge serve`` in a subprocess on a free loopback port."""
+def atp_bridge_cmd(*args) -> list[str]:
+    """The ``atp-bridge`` console script, run from this checkout."""
+    return [sys.executable, "-m", "atp_bridge.cli", *args]
 
-    def __init__(self, config=None, workers: int = 1, env: dict | None = None, extra_pythonpath=()):
+
+def subprocess_env(*pythonpath, **extra) -> dict:
+    """Environment for an ``atp-bridge`` child: this checkout (and e.g. the test
+    adapters' dist-info) on PYTHONPATH, none of the caller's bridge settings."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ATP_BRIDGE_CONFIG", "PROMETHEUS_MULTIPROC_DIR", "WEB_CONCURRENCY")}
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, pythonpath), str(ROOT), env.get("PYTHONPATH", "")])
+    env.update(extra)
+    return env
+
+
+class BridgeProcess:
+    """``atp-bridge serve`` in a subprocess on a free loopback port.
+
+    ``config=None`` serves the embedded default.
+    """
+
+    def __init__(self, config=None, *args: str, workers: int = 1, env: dict | None = None,
+                 extra_pythonpath=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "atp_bridge.cli", "serve", "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(workers)]
+        cmd = atp_bridge_cmd("serve", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), *args)
         if config is not None:
-            args += ["--config", str(config)]
-        full_env = {k: v for k, v in os.environ.items() if k != "ATP_BRIDGE_CONFIG"}
-        full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *map(str, extra_pythonpath),
-                                                  full_env.get("PYTHONPATH", "")])
-        full_env.update(env or {})
-        self.proc = subprocess.Popen(args, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True)
+            cmd += ["--config", str(config)]
+        self.proc = subprocess.Popen(cmd, env=subprocess_env(*extra_pythonpath, **(env or {})),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def wait_ready(self, timeout: float = 20.0, path: str = "/healthz") -> "BridgeProcess":
+    def wait_ready(self, timeout: float = 30.0, path: str = "/healthz") -> "BridgeProcess":
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self.proc.poll() is not None:
@@ -44,23 +59,29 @@ class BridgeProcess:
             try:
                 if requests.get(self.url + path, timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.05)
         raise TimeoutError(f"atp-bridge serve not ready on {self.url}{path} after {timeout}s")
 
-    def post(self, body, path="/availabilities", **kw):
-        return requests.post(self.url + path, json=body, timeout=30, **kw)
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.url + path, timeout=kw.pop("timeout", 30), **kw)
 
-    def stop(self) -> tuple[str, str]:
+    def post(self, body, path: str = "/availabilities", **kw) -> requests.Response:
+        data = body if isinstance(body, bytes) else None
+        return requests.post(self.url + path, data=data, json=None if data else body,
+                             timeout=kw.pop("timeout", 30), **kw)
+
+    def stop(self, timeout: float = 15) -> tuple[int, str]:
+        """SIGTERM (gunicorn drains in-flight requests); returns (exit code, stderr)."""
         if self.proc.poll() is None:
-            self.proc.terminate()
+            self.proc.send_signal(signal.SIGTERM)
         try:
-            out, err = self.proc.communicate(timeout=15)
+            _, err = self.proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-        return out, err
+            _, err = self.proc.communicate()
+        return self.proc.returncode, err
 
     def __enter__(self):
         return self

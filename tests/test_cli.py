@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from atp_bridge.cli import main
 from tests.conftest import SPEC_SAMPLE, write_yaml
-from tests.serve import BridgeProcess
+from tests.serve import BridgeProcess, atp_bridge_cmd, subprocess_env
 
 SPEC_ANSWER = [
     {"product_id": "1000061", "external_identifier": "1000061", "fulfillment_location": "US01", "atp": 10},
@@ -70,15 +70,6 @@ def test_query_in_table_form_says_unknown(csv_config):
     assert "adapter stores:" in result.output and "unknown (0)" in result.output
 
 
-def test_serve_refuses_a_broken_config_before_starting(tmp_path):
-    bad = write_yaml(tmp_path / "bad.yaml", {"adapters": [{"name": "x", "type": "csv", "path": 3}]})
-    proc = subprocess.run([sys.executable, "-m", "atp_bridge.cli", "serve", "--config", str(bad)],
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 1
-    assert f"{bad}: adapters[0].path: Not a valid string." in proc.stderr
-    assert "Traceback" not in proc.stderr
-
-
 def test_serve_with_no_config_answers_the_spec_sample_from_the_embedded_csv():
     with BridgeProcess() as bridge:
         bridge.wait_ready()
@@ -114,3 +105,18 @@ def test_a_served_csv_reloads_when_the_file_changes(tmp_path):
         assert ready.status_code == 503
         assert ready.json()["adapters"]["stores"]["ok"] is False
         assert bridge.post(body).json()["availabilities"][0]["atp"] == 42
+
+
+def test_serve_with_a_broken_config_exits_1_with_the_problems_and_no_traceback(tmp_path, test_adapter_entry_points):
+    path = write_yaml(tmp_path / "broken.yaml", {"merge": "avg", "adapters": [{"name": "x", "type": "nope"}]})
+    env = subprocess_env(test_adapter_entry_points)
+    served = subprocess.run(atp_bridge_cmd("serve", "--config", str(path), "--bind", "127.0.0.1:0"),
+                            env=env, capture_output=True, text=True, timeout=30)
+    checked = subprocess.run(atp_bridge_cmd("check-config", "--config", str(path)),
+                             env=env, capture_output=True, text=True, timeout=30)
+    assert served.returncode == 1 and checked.returncode == 1
+    assert "Traceback" not in served.stderr
+    assert f"{path}: merge: Must be one of: first, sum, min, max." in served.stderr
+    assert "unknown adapter type 'nope'" in served.stderr
+    assert served.stderr == checked.stderr  # the same message as check-config
+    assert served.stdout == ""

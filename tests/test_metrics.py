@@ -1,0 +1,102 @@
+"""Metrics through the Flask test client: counts, histograms, the /metrics route."""
+import pytest
+from prometheus_client import REGISTRY
+
+from atp_bridge import create_app, metrics
+from tests.conftest import SPEC_SAMPLE
+
+VALUES = {"US01": {"1000061": 3}}
+
+
+def sample(name, **labels):
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def client(config_file):
+    def make(*adapters, **server):
+        adapters = adapters or ({"name": "stock", "type": "static", "values": VALUES},)
+        return create_app(str(config_file({**server, "adapters": list(adapters)}))).test_client()
+    return make
+
+
+def test_every_request_is_counted_by_route_and_status(client):
+    c = client()
+    before_ok = sample("atp_bridge_requests_total", route="/availabilities", status="200")
+    before_bad = sample("atp_bridge_requests_total", route="/availabilities", status="400")
+    before_404 = sample("atp_bridge_requests_total", route="(unmatched)", status="404")
+    for _ in range(3):
+        assert c.post("/availabilities", json=SPEC_SAMPLE).status_code == 200
+    c.post("/availabilities", data=b"{", content_type="application/json")
+    c.get("/no/such/route/123")
+    assert sample("atp_bridge_requests_total", route="/availabilities", status="200") - before_ok == 3
+    assert sample("atp_bridge_requests_total", route="/availabilities", status="400") - before_bad == 1
+    assert sample("atp_bridge_requests_total", route="(unmatched)", status="404") - before_404 == 1
+
+
+def test_latency_and_pairs_histograms_observe_each_webhook_call(client):
+    c = client()
+    lat = sample("atp_bridge_request_duration_seconds_count", route="/newstore_api/v0/availabilities")
+    pairs_sum = sample("atp_bridge_request_pairs_sum")
+    pairs_n = sample("atp_bridge_request_pairs_count")
+    c.post("/newstore_api/v0/availabilities", json=SPEC_SAMPLE)
+    assert sample("atp_bridge_request_duration_seconds_count",
+                  route="/newstore_api/v0/availabilities") - lat == 1
+    assert sample("atp_bridge_request_pairs_sum") - pairs_sum == 6
+    assert sample("atp_bridge_request_pairs_count") - pairs_n == 1
+
+
+def test_adapter_latency_and_errors_are_counted_per_adapter(client):
+    c = client({"name": "m-ok", "type": "static"}, {"name": "m-bad", "type": "failing", "locations": ["DC*"]},
+               on_error="zero_failed")
+    ok_n = sample("atp_bridge_adapter_duration_seconds_count", adapter="m-ok")
+    bad_n = sample("atp_bridge_adapter_duration_seconds_count", adapter="m-bad")
+    errs = sample("atp_bridge_adapter_errors_total", adapter="m-bad", reason="error")
+    c.post("/availabilities", json=SPEC_SAMPLE)
+    assert sample("atp_bridge_adapter_duration_seconds_count", adapter="m-ok") - ok_n == 1
+    assert sample("atp_bridge_adapter_duration_seconds_count", adapter="m-bad") - bad_n == 1
+    assert sample("atp_bridge_adapter_errors_total", adapter="m-bad", reason="error") - errs == 1
+    assert sample("atp_bridge_adapter_errors_total", adapter="m-ok", reason="error") == 0
+
+
+def test_degraded_answers_are_counted_by_reason(client):
+    c = client({"name": "m-slow", "type": "failing", "mode": "sleep", "sleep_s": 0.3}, deadline_ms=50)
+    before = sample("atp_bridge_degraded_total", reason="timeout:m-slow")
+    resp = c.post("/availabilities", json=SPEC_SAMPLE)
+    assert resp.headers["X-ATP-Degraded"] == "timeout:m-slow"
+    assert sample("atp_bridge_degraded_total", reason="timeout:m-slow") - before == 1
+
+
+def test_the_metrics_route_serves_the_prometheus_text_format(client):
+    c = client()
+    c.post("/availabilities", json=SPEC_SAMPLE)
+    resp = c.get("/metrics")
+    assert resp.status_code == 200 and resp.mimetype == "text/plain"
+    text = resp.get_data(as_text=True)
+    for name in ("atp_bridge_requests_total", "atp_bridge_request_duration_seconds_bucket",
+                 "atp_bridge_request_pairs_bucket", "atp_bridge_adapter_duration_seconds_bucket"):
+        assert name in text
+    for declared in ("atp_bridge_cache_total", "atp_bridge_csv_reloads_total", "atp_bridge_csv_rows",
+                     "atp_bridge_circuit_state", "atp_bridge_degraded_total", "atp_bridge_adapter_errors_total"):
+        assert f"# TYPE {declared}" in text or f"# TYPE {declared.removesuffix('_total')}" in text
+
+
+def test_adapters_written_elsewhere_have_a_tiny_api_for_their_metrics():
+    metrics.CACHE.labels("m-cache", "hit").inc(5)
+    metrics.CSV_RELOADS.labels("m-csv", "ok").inc()
+    metrics.CSV_ROWS.labels("m-csv").set(42)
+    metrics.CIRCUIT_STATE.labels("m-erp").set(metrics.CIRCUIT_OPEN)
+    assert sample("atp_bridge_cache_total", adapter="m-cache", result="hit") == 5
+    assert sample("atp_bridge_csv_rows", adapter="m-csv") == 42
+    assert sample("atp_bridge_circuit_state", adapter="m-erp") == 2
+
+
+def test_multiprocess_mode_is_used_when_the_directory_is_set(tmp_path, monkeypatch):
+    # values written by a "worker" into the directory are what /metrics renders
+    from prometheus_client import CollectorRegistry, Counter, values
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))
+    monkeypatch.setattr(values, "ValueClass", values.MultiProcessValue())
+    Counter("atp_bridge_mp_probe_total", "probe", ["x"], registry=CollectorRegistry()).labels("y").inc(7)
+    body, _ = metrics.render()
+    assert b'atp_bridge_mp_probe_total{x="y"} 7.0' in body
+    assert list(tmp_path.glob("counter_*.db"))
