@@ -25,6 +25,7 @@ from operator import itemgetter
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from adapters.base import Adapter, Batch, Health
+from atp_bridge import metrics
 from atp_bridge.errors import AdapterUnavailable
 
 log = logging.getLogger("atp_bridge.adapters.csv")
@@ -321,11 +322,14 @@ class CsvAdapter(Adapter):
             self._seen = sig
             old, loaded_at, _ = self._state
             if table is None:
+                metrics.CSV_RELOADS.labels(self.name, "error").inc()
                 self._state = (old, loaded_at, error)
                 log.warning("csv adapter %r: %s; %s", self.name, error,
                             "keeping the previous data" if old else "no data to serve")
                 return False
             self._state = (table, time.time(), None)
+            metrics.CSV_RELOADS.labels(self.name, "ok").inc()
+            metrics.CSV_ROWS.labels(self.name).set(table.rows)
             log.info("csv adapter %r: loaded %s: %d rows, %d products x %d locations (%s) in %.2fs",
                      self.name, self.path, table.rows, table.products, table.locations,
                      table.layout, time.perf_counter() - started)

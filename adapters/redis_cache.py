@@ -26,6 +26,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from adapters.base import Adapter, Batch, Health
 from adapters.redis_conn import (DEFAULT_KEY, KeyTemplate, LazyClient, Outage, make_client,
                                  redact_url, redis_errors, template_problem)
+from atp_bridge import metrics
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
 
 UNKNOWN = b""  # cached marker: "the upstream does not know this pair"
@@ -130,6 +131,9 @@ class RedisAdapter(Adapter):
                        if self.bypassing else "requests fail (zero ATP) until it returns")
         self.outage = Outage(name, where, consequence)
         self.bypasses = 0
+        # label children resolved once, not per request
+        self._hits, self._misses, self._bypassed = (metrics.CACHE.labels(name, r)
+                                                    for r in ("hit", "miss", "bypass"))
         self._count_lock = threading.Lock()
         self._health: tuple[float, Health] | None = None
 
@@ -167,6 +171,7 @@ class RedisAdapter(Adapter):
                 raise
             with self._count_lock:
                 self.bypasses += 1
+            self._bypassed.inc(len(pairs))
             return self.upstream.fetch(batch)
         values: list = [None] * len(pairs)
         missing = []
@@ -178,7 +183,9 @@ class RedisAdapter(Adapter):
                 if v is None:  # not ours (or corrupted): refetch and overwrite
                     missing.append(i)
                 values[i] = v
+        self._hits.inc(len(pairs) - len(missing))
         if missing:
+            self._misses.inc(len(missing))
             self._fill(batch, pairs, keys, values, missing)
         return values
 

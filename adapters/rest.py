@@ -25,8 +25,12 @@ from adapters.rest_auth import AuthError, Redactor, excerpt, make_auth
 from adapters.rest_circuit import CircuitBreaker, CircuitOpen
 from adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
 from adapters.rest_wire import Parser, WireError, chunks, describe_error, encode, safe_url
+from atp_bridge import metrics
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
 
+
+_CIRCUIT_GAUGE = {"closed": metrics.CIRCUIT_CLOSED, "half_open": metrics.CIRCUIT_HALF_OPEN,
+                  "open": metrics.CIRCUIT_OPEN}
 log = logging.getLogger("atp_bridge.adapters.rest")
 
 RETRY_STATUS = frozenset({502, 503, 504})
@@ -275,6 +279,7 @@ class RestAdapter(Adapter):
             self.token_fetches += 1
 
     def _circuit_changed(self, old: str, new: str) -> None:
+        metrics.CIRCUIT_STATE.labels(self.name).set(_CIRCUIT_GAUGE[new])
         level = logging.WARNING if new == "open" else logging.INFO
         log.log(level, "adapter %r: circuit %s -> %s%s", self.name, old, new,
                 f" (last error: {self.last_error})" if new == "open" else "")

@@ -100,3 +100,77 @@ def test_multiprocess_mode_is_used_when_the_directory_is_set(tmp_path, monkeypat
     body, _ = metrics.render()
     assert b'atp_bridge_mp_probe_total{x="y"} 7.0' in body
     assert list(tmp_path.glob("counter_*.db"))
+
+
+# -- what the built-in adapters record -------------------------------------------
+
+def test_csv_loads_are_counted_and_the_row_count_is_a_gauge(tmp_path):
+    from adapters.csv_file import CsvAdapter
+    path = tmp_path / "s.csv"
+    path.write_text("product,location,atp\nA,S1,1\nB,S1,2\n")
+    ok_before = sample("atp_bridge_csv_reloads_total", adapter="m-csv", result="ok")
+    adapter = CsvAdapter("m-csv", path=str(path), reload_interval_s=None)
+    try:
+        assert sample("atp_bridge_csv_reloads_total", adapter="m-csv", result="ok") == ok_before + 1
+        assert sample("atp_bridge_csv_rows", adapter="m-csv") == 2
+        path.write_text("product,location,atp\nA,S1,oops\n")
+        assert adapter.reload_now() is False
+        assert sample("atp_bridge_csv_reloads_total", adapter="m-csv", result="error") >= 1
+        assert sample("atp_bridge_csv_rows", adapter="m-csv") == 2  # still serving the old table
+    finally:
+        adapter.close()
+
+
+def test_the_circuit_state_gauge_follows_the_breaker(rest_circuit_adapter):
+    adapter, fail = rest_circuit_adapter
+    assert sample("atp_bridge_circuit_state", adapter="m-erp") == 0
+    fail()
+    assert sample("atp_bridge_circuit_state", adapter="m-erp") == metrics.CIRCUIT_OPEN
+
+
+@pytest.fixture
+def rest_circuit_adapter():
+    import time
+
+    from adapters.base import Batch
+    from adapters.rest import RestAdapter
+    from tests.serve import free_port
+    adapter = RestAdapter("m-erp", url=f"http://127.0.0.1:{free_port()}/atp", retries=0,
+                          circuit={"failure_threshold": 1, "reset_s": 60})
+    metrics.CIRCUIT_STATE.labels("m-erp").set(metrics.CIRCUIT_CLOSED)
+
+    def fail():
+        with pytest.raises(Exception):
+            adapter.fetch(Batch(["A"], ["S1"], time.monotonic() + 2))
+    yield adapter, fail
+    adapter.close()
+
+
+def test_cache_hits_and_misses_are_counted_in_pairs(redis_db, make_cache):
+    cache = make_cache(redis_db.url)
+    hits = sample("atp_bridge_cache_total", adapter="m-cache", result="hit")
+    misses = sample("atp_bridge_cache_total", adapter="m-cache", result="miss")
+    import time
+
+    from adapters.base import Batch
+    batch = lambda: Batch(["1000061", "X"], ["US01"], time.monotonic() + 2)  # noqa: E731
+    assert cache.fetch(batch()) == [3, None]
+    assert cache.fetch(batch()) == [3, None]
+    assert sample("atp_bridge_cache_total", adapter="m-cache", result="miss") == misses + 2
+    assert sample("atp_bridge_cache_total", adapter="m-cache", result="hit") == hits + 2
+
+
+@pytest.fixture
+def make_cache():
+    from adapters.redis_cache import RedisAdapter
+    from tests.fake_adapters import StaticAdapter
+    made = []
+
+    def make(url):
+        import redis
+        made.append(RedisAdapter("m-cache", mode="cache", client=redis.Redis.from_url(url),
+                                 upstream=StaticAdapter("erp", values=VALUES)))
+        return made[-1]
+    yield make
+    for a in made:
+        a.close()
