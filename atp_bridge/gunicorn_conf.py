@@ -38,6 +38,7 @@ keepalive = _int("ATP_BRIDGE_KEEPALIVE", 75)
 # each worker builds its own app after fork: adapter threads and sockets are per process
 preload_app = False
 accesslog = None  # atp-bridge writes its own JSON access line (without secrets)
+logger_class = "atp_bridge.logs.GunicornLogger"  # and gunicorn does not build one per request
 errorlog = "-"
 loglevel = (os.environ.get("ATP_BRIDGE_LOG_LEVEL") or "info").lower()
 # gunicorn's own lines in the same one-JSON-object-per-line format on stderr

@@ -14,8 +14,9 @@ import sys
 import time
 
 import orjson
+from gunicorn import glogging
 
-__all__ = ["JsonFormatter", "setup_logging", "LEVEL_ENV", "gunicorn_logconfig"]
+__all__ = ["JsonFormatter", "GunicornLogger", "setup_logging", "LEVEL_ENV", "gunicorn_logconfig"]
 
 LEVEL_ENV = "ATP_BRIDGE_LOG_LEVEL"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -85,6 +86,19 @@ def gunicorn_logconfig() -> dict:
         "root": {"level": "INFO", "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": True},
         },
     }
+
+
+class GunicornLogger(glogging.Logger):
+    """Gunicorn's logger without its access line: atp-bridge writes its own
+    (JSON, with the request id and no secrets). Gunicorn builds the access
+    line's atoms for every request whenever a ``logconfig_dict`` is set, which
+    cost ~18% of a small request's CPU before this."""
+
+    @property
+    def access_log_enabled(self) -> bool:
+        return False
+
+    def access(self, resp, req, environ, request_time) -> None:
+        return None

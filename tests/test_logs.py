@@ -61,3 +61,17 @@ def test_the_gunicorn_logconfig_formats_with_the_same_formatter():
     cfg = logs.gunicorn_logconfig()
     assert cfg["formatters"]["json"]["()"] == "atp_bridge.logs.JsonFormatter"
     assert cfg["loggers"]["gunicorn.error"]["propagate"] is True
+
+
+def test_gunicorn_builds_no_access_line_of_its_own():
+    from gunicorn.config import Config
+
+    from atp_bridge import gunicorn_conf
+    cfg = Config()
+    for key in ("logger_class", "logconfig_dict", "accesslog"):
+        cfg.set(key, getattr(gunicorn_conf, key))
+    logger = cfg.logger_class(cfg)
+    assert type(logger).__name__ == "GunicornLogger"
+    # a plain gunicorn Logger with a logconfig_dict would build every request's atoms
+    assert logger.access_log_enabled is False
+    assert logger.access(None, None, {}, 0.001) is None

@@ -90,6 +90,8 @@ def test_logs_are_json_lines_with_an_access_line_and_no_secret(serve, tmp_path):
     assert [(a["request_id"], a["status"], a["pairs"]) for a in access][:1] == [("nsreq-42", 200, 6)]
     assert access[1]["status"] == 401
     assert any(line["logger"].startswith("gunicorn") for line in lines)
+    # one access line per request, ours: gunicorn builds none (GunicornLogger)
+    assert len(access) == 2 and not any(line["logger"] == "gunicorn.access" for line in lines)
     assert KEY not in err and "z" * 32 not in err
 
 
