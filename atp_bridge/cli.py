@@ -1,7 +1,6 @@
 """The ``atp-bridge`` command: serve, check-config, query."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 

@@ -3,7 +3,6 @@ import io
 import logging
 
 import orjson
-import pytest
 
 from atp_bridge import logs
 
@@ -57,7 +56,6 @@ def test_setup_adds_one_json_handler_when_nobody_configured_logging(monkeypatch)
 
 
 def test_the_gunicorn_logconfig_formats_with_the_same_formatter():
-    import logging.config
     cfg = logs.gunicorn_logconfig()
     assert cfg["formatters"]["json"]["()"] == "atp_bridge.logs.JsonFormatter"
     assert cfg["loggers"]["gunicorn.error"]["propagate"] is True

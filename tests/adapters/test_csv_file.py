@@ -16,9 +16,10 @@ from marshmallow import ValidationError
 
 import atp_bridge.errors
 from adapters import adapter_class
-from adapters import csv_file
+from adapters import csv_file, csv_table
 from adapters.base import Batch
-from adapters.csv_file import CsvAdapter, load_table
+from adapters.csv_file import CsvAdapter
+from adapters.csv_table import load_table
 from atp_bridge.config_types import AdapterSpec
 from atp_bridge.errors import AdapterUnavailable
 
@@ -202,6 +203,20 @@ def test_reload_picks_up_a_file_renamed_over_the_old_one(make_adapter, tmp_path)
     wait_until(lambda: adapter.fetch(batch(["1000061"], ["US01"])) == [11.0])
 
 
+def test_background_reloads_parse_in_a_child_process_not_in_the_serving_one(make_adapter, tmp_path,
+                                                                           monkeypatch):
+    adapter, path = make_adapter()
+
+    def not_here(*args):
+        raise AssertionError("parsed in the serving process")
+    monkeypatch.setattr(csv_file, "read_file", not_here)
+    new = tmp_path / "atp.csv.tmp"
+    new.write_text("product,location,atp\n1000061,US01,33\n", encoding="utf-8")
+    os.replace(new, path)
+    wait_until(lambda: adapter.fetch(batch(["1000061"], ["US01"])) == [33.0])
+    assert adapter.health().ok and adapter.health().info["rows"] == 1
+
+
 def test_a_broken_new_file_keeps_the_old_table_until_a_good_file_loads(make_adapter, caplog):
     adapter, path = make_adapter()
     caplog.set_level(logging.INFO, logger="atp_bridge.adapters.csv")
@@ -225,16 +240,16 @@ def test_a_broken_new_file_keeps_the_old_table_until_a_good_file_loads(make_adap
 
 def test_a_file_that_changes_while_being_read_is_not_swapped_in(make_adapter, monkeypatch):
     adapter, path = make_adapter(reload_interval_s=None)
-    real = csv_file._path_signature
+    real = csv_table._path_signature
 
     def writer_strikes_during_the_read(p):  # a fault injected between parse and re-stat
         with open(path, "a", encoding="utf-8") as f:
             f.write("10000211,US02,5\n")
-        monkeypatch.setattr(csv_file, "_path_signature", real)
+        monkeypatch.setattr(csv_table, "_path_signature", real)
         return real(p)
 
     path.write_text("product,location,atp\n1000061,US01,99\n", encoding="utf-8")
-    monkeypatch.setattr(csv_file, "_path_signature", writer_strikes_during_the_read)
+    monkeypatch.setattr(csv_table, "_path_signature", writer_strikes_during_the_read)
     assert adapter.reload_now() is False
     assert adapter.fetch(batch(["1000061"], ["US01"])) == [10.0]  # the old table
     assert adapter.health().ok

@@ -1,0 +1,252 @@
+"""The CSV adapter's table: parsing a file into a compact, immutable :class:`CsvTable`.
+
+String -> index dicts plus flat ``array`` columns, no per-row Python objects,
+so a million rows cost tens of megabytes, not hundreds.
+
+Parsing a big file is CPU work that holds the GIL; done in a thread of a
+serving worker it would stall that worker's requests (each one waits for the
+GIL after every socket read). The adapter's background reloads therefore run
+:func:`read_file` in a child process (``python -m adapters.csv_table``, see
+:func:`read_file_in_subprocess`) and only unpickle the finished table.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import pickle
+import subprocess
+import sys
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, Mapping, Sequence
+from operator import itemgetter
+from pathlib import Path
+
+DEFAULT_COLUMNS = {"product": "product", "location": "location", "atp": "atp"}
+MAX_REPORTED = 20  # bad rows quoted in an error message; the rest are only counted
+CHANGED = "changed"  # read_file(): the file changed while it was being read
+_NAN = math.nan
+
+
+class _FormatError(ValueError):
+    """The file's content is unusable; the message says where and why."""
+
+
+class CsvTable:
+    """An immutable ATP table answering products x locations in one call.
+
+    Two layouts with identical answers, picked by fill ratio: ``dense`` (a
+    P x (L+1) float grid, NaN = unknown; the extra column is where unknown
+    locations point, so the hot loop has no branch for them) when the file has
+    at least P*L/4 rows, else ``sparse`` (per product a run of sorted location
+    indices with aligned values, searched with ``bisect``).
+    """
+
+    __slots__ = ("rows", "products", "locations", "layout",
+                 "_products", "_locations", "_grid", "_starts", "_locs", "_vals")
+
+    def __init__(self, products: dict, locations: dict, pidx: array, lidx: array, vals: array,
+                 layout: str | None = None):
+        self._products, self._locations, self.rows = products, locations, len(vals)
+        self.products = n_p = len(products)  # counts; the dicts stay private
+        self.locations = n_l = len(locations)
+        self.layout = layout or ("dense" if 4 * len(vals) >= n_p * n_l else "sparse")
+        self._grid = self._starts = self._locs = self._vals = None
+        if self.layout == "dense":
+            stride = n_l + 1
+            grid = array("d", [_NAN]) * (n_p * stride)
+            for i, j, v in zip(pidx, lidx, vals):  # file order: the last duplicate wins
+                grid[i * stride + j] = v
+            self._grid = grid
+            return
+        # Stable counting sort of row numbers by product, then each product's run
+        # by location; among duplicates the later row comes last and wins.
+        starts = array("q", bytes(8 * (n_p + 1)))
+        for i in pidx:
+            starts[i + 1] += 1
+        for i in range(n_p):
+            starts[i + 1] += starts[i]
+        slot = array("q", starts)
+        order = array("q", bytes(8 * len(vals)))
+        for r, i in enumerate(pidx):
+            order[slot[i]] = r
+            slot[i] += 1
+        out_starts, out_locs, out_vals = array("q", [0]), array("I"), array("d")
+        for i in range(n_p):
+            run = order[starts[i]:starts[i + 1]]
+            prev = -1
+            for r in (sorted(run, key=lidx.__getitem__) if len(run) > 1 else run):
+                j = lidx[r]
+                if j == prev:
+                    out_vals[-1] = vals[r]
+                else:
+                    out_locs.append(j)
+                    out_vals.append(vals[r])
+                    prev = j
+            out_starts.append(len(out_locs))
+        self._starts, self._locs, self._vals = out_starts, out_locs, out_vals
+
+    def lookup(self, products: Sequence[str], locations: Sequence[str]) -> list:
+        """ATP of every (product, location), product-major; None where unknown."""
+        width = len(self._locations)
+        lget = self._locations.get
+        lids = [lget(loc, width) for loc in locations]  # width = "unknown location"
+        nones = [None] * len(lids)
+        pget = self._products.get
+        out: list = []
+        extend = out.extend
+        if self._grid is not None:
+            grid, stride = self._grid, width + 1
+            for p in products:
+                i = pget(p)
+                if i is None:
+                    extend(nones)
+                else:
+                    row = grid[i * stride:(i + 1) * stride]
+                    extend([v if (v := row[j]) == v else None for j in lids])  # NaN != NaN
+        else:
+            starts, locs, vals = self._starts, self._locs, self._vals
+            short = 4 * len(lids)
+            for p in products:
+                i = pget(p)
+                if i is None:
+                    extend(nones)
+                    continue
+                lo, hi = starts[i], starts[i + 1]
+                if hi - lo <= short:  # a small dict beats one bisect per pair
+                    extend(map(dict(zip(locs[lo:hi], vals[lo:hi])).get, lids))
+                else:
+                    extend([vals[k] if (k := bisect_left(locs, j, lo, hi)) < hi and locs[k] == j
+                            else None for j in lids])
+        return out
+
+
+def load_table(lines: Iterable[str], *, delimiter: str = ",",
+               columns: Mapping[str, str] = DEFAULT_COLUMNS, layout: str | None = None) -> CsvTable:
+    """Parse CSV text (an open file or any iterable of lines) into a :class:`CsvTable`.
+
+    A header row naming the ``columns`` is required; other columns are ignored.
+    ``atp`` may be an int or a float and is kept as a float. Blank lines are
+    skipped and spaces after a delimiter dropped. When a (product, location)
+    pair appears twice, the last row wins. Any bad row rejects the whole file:
+    raises ``ValueError`` listing the first ``MAX_REPORTED`` bad lines and the count.
+    """
+    reader = csv.reader(lines, delimiter=delimiter, skipinitialspace=True, strict=True)
+    try:
+        header = [h.strip() for h in next(reader, ())]
+        wanted = [columns["product"], columns["location"], columns["atp"]]
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise _FormatError(f"missing column {', '.join(map(repr, missing))} (header found: "
+                               f"{', '.join(map(repr, header)) or 'none, the file is empty'})")
+        width = len(header)
+        pick = itemgetter(*(header.index(c) for c in wanted))
+        products: dict[str, int] = {}
+        locations: dict[str, int] = {}
+        pget, lget = products.get, locations.get
+        pidx, lidx, vals = array("I"), array("I"), array("d")
+        padd, ladd, vadd = pidx.append, lidx.append, vals.append
+        bad: list[str] = []
+        nbad = 0
+        for row in reader:
+            if len(row) == width:
+                p, loc, raw = pick(row)
+                try:
+                    v = float(raw)
+                except ValueError:
+                    v = _NAN
+                if p and loc and v - v == 0.0:  # false for NaN and +-inf
+                    i = pget(p)
+                    if i is None:
+                        i = products[p] = len(products)
+                    j = lget(loc)
+                    if j is None:
+                        j = locations[loc] = len(locations)
+                    padd(i)
+                    ladd(j)
+                    vadd(v)
+                    continue
+            elif not row:
+                continue
+            nbad += 1
+            if nbad <= MAX_REPORTED:
+                bad.append(f"line {reader.line_num}: {_problem(row, width, pick)}")
+    except csv.Error as e:  # malformed quoting etc.: the rest of the file cannot be trusted
+        raise _FormatError(f"line {reader.line_num}: {e}") from e
+    if nbad:
+        more = f" ({nbad} bad rows, first {MAX_REPORTED} shown)" if nbad > MAX_REPORTED else (
+            f" ({nbad} bad rows)" if nbad > 1 else "")
+        raise _FormatError("; ".join(bad) + more)
+    return CsvTable(products, locations, pidx, lidx, vals, layout)
+
+
+def _problem(row: list[str], width: int, pick) -> str:
+    if len(row) != width:
+        return f"expected {width} fields, got {len(row)}"
+    p, loc, raw = pick(row)
+    if not p:
+        return "empty product"
+    if not loc:
+        return "empty location"
+    return f"atp {raw!r} is not a finite number"
+
+
+def _signature(st: os.stat_result) -> tuple:
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
+
+
+def _path_signature(path: str) -> tuple | None:
+    try:
+        return _signature(os.stat(path))
+    except OSError:
+        return None
+
+
+def read_file(path: str, encoding: str, delimiter: str, columns: Mapping[str, str]) -> tuple:
+    """``(table, error, stat signature read)``; signature :data:`CHANGED` if the
+    file changed while it was being read (then table and error are None)."""
+    try:
+        f = open(path, encoding=encoding, newline="")
+    except FileNotFoundError:
+        return None, f"{path}: file not found", None
+    except OSError as e:
+        return None, f"{path}: cannot open: {e.strerror or e}", _path_signature(path)
+    with f:
+        before = _signature(os.fstat(f.fileno()))
+        try:
+            table, error = load_table(f, delimiter=delimiter, columns=columns), None
+        except UnicodeDecodeError as e:
+            table, error = None, f"{path}: not valid {encoding} text: {e.reason}"
+        except (ValueError, OSError) as e:
+            table, error = None, f"{path}: {e}"
+    if _path_signature(path) != before:
+        return None, None, CHANGED
+    return table, error, before
+
+
+def read_file_in_subprocess(path: str, encoding: str, delimiter: str, columns: Mapping[str, str],
+                            timeout: float = 300.0) -> tuple:
+    """:func:`read_file` in a child Python process; same result.
+
+    The child gets no ``PROMETHEUS_MULTIPROC_DIR`` (it is not a worker) and
+    this package on its path. Raises ``RuntimeError`` if the child fails.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    args = pickle.dumps((path, encoding, delimiter, dict(columns)))
+    proc = subprocess.run([sys.executable, "-m", "adapters.csv_table"], input=args,
+                          capture_output=True, env=env, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        raise RuntimeError(f"csv reader process exited {proc.returncode}: {tail[0]}")
+    return pickle.loads(proc.stdout)
+
+
+if __name__ == "__main__":  # the child of read_file_in_subprocess
+    # import by name, so the table pickles as adapters.csv_table.CsvTable, not __main__'s
+    from adapters.csv_table import read_file as _read_file
+
+    sys.stdout.buffer.write(pickle.dumps(_read_file(*pickle.loads(sys.stdin.buffer.read())),
+                                         protocol=pickle.HIGHEST_PROTOCOL))
