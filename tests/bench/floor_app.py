@@ -34,9 +34,9 @@ def availabilities():
     doc = orjson.loads(request.get_data())
     locations = doc["fulfillment_locations"]
     get = TABLE.get
-    rows = [{"product_id": p["product_id"], "external_identifier": p["external_identifier"],
-             "fulfillment_location": loc, "atp": get((p["external_identifier"], loc), 0)}
-            for p in doc["products"] for loc in locations]
+    ids = [(p["product_id"], p["external_identifier"]) for p in doc["products"]]
+    rows = [{"product_id": pid, "external_identifier": eid, "fulfillment_location": loc,
+             "atp": get((eid, loc), 0)} for pid, eid in ids for loc in locations]
     return Response(orjson.dumps({"availabilities": rows}), mimetype="application/json")
 
 

@@ -6,6 +6,23 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from tests.serve import ROOT
+
+# frames every stack sits under (thread start-up, the worker's boot): they say nothing
+# about where the time goes, so the inclusive table leaves them out
+_PLUMBING = ("(threading.py)", "(concurrent/futures/thread.py)", "(<frozen runpy>)", "(click/core.py)",
+             "(atp_bridge/cli.py)", "(atp_bridge/server.py)", "(gunicorn/arbiter.py)",
+             "(gunicorn/app/base.py)", "(gunicorn/workers/base.py)")
+# a sample goes to the first category any frame of its stack matches
+CATEGORIES = (
+    ("gunicorn's own access line (gunicorn.access)", ("(gunicorn/glogging.py",)),
+    ("access.py: request id, metrics, JSON access line", ("(atp_bridge/access.py",)),
+    ("Bridge.answer: routes, CSV lookup, finalize", ("Bridge.answer (",)),
+    ("orjson.dumps + Response (json_response)", ("json_response (",)),
+    ("view: read body, orjson.loads, parse_request, rows", ("availabilities (atp_bridge/views.py",)),
+    ("Flask / Werkzeug: context, routing, hooks, response", ("(flask/", "(werkzeug/")),
+    ("gunicorn: HTTP parsing, socket I/O, accept loop", ("(gunicorn/",)),
+)
 HINT = "py-spy not found: pip install py-spy (it needs ptrace: root or CAP_SYS_PTRACE)"
 
 
@@ -30,19 +47,22 @@ def _short(frame: str) -> str:
     """``name (path/to/mod.py:12)`` -> ``name (mod.py:12)``; site-packages paths shortened."""
     name, _, where = frame.partition(" (")
     where = where.rstrip(")")
-    for marker in ("site-packages/", "/work/main/", "/atp_bridge/", "/adapters/"):
+    for marker in ("site-packages/", f"{ROOT}/"):
         if marker in where:
             where = where.split(marker, 1)[1]
     return f"{name} ({where})" if where else name
 
 
 def _function(frame: str) -> str:
-    return _short(frame).rsplit(":", 1)[0] + (")" if ":" in _short(frame) else "")
+    """``name (mod.py:12)`` -> ``name (mod.py)``."""
+    short = _short(frame)
+    head, sep, _ = short.rpartition(":")
+    return head + ")" if sep else short
 
 
-def summarize(raw: Path, top: int = 12) -> dict:
-    """Self time by line and inclusive time by function, as % of GIL-holding samples."""
-    self_t, incl = Counter(), Counter()
+def summarize(raw: Path, top: int = 15) -> dict:
+    """Categories, inclusive time by function and self time by line, as % of GIL-holding samples."""
+    self_t, incl, cats = Counter(), Counter(), Counter()
     total = 0
     for line in raw.read_text().splitlines():
         if not line.strip():
@@ -52,7 +72,11 @@ def summarize(raw: Path, top: int = 12) -> dict:
             continue
         total += n
         self_t[_short(frames[-1])] += n
-        for fn in {_function(f) for f in frames}:
+        shorts = [_short(f) for f in frames]
+        cats[next((name for name, marks in CATEGORIES
+                   if any(m in f for f in shorts for m in marks)), "other")] += n
+        for fn in {fn for f in frames if not (fn := _function(f)).endswith(_PLUMBING)}:
             incl[fn] += n
     pct = (lambda c: [(k, 100 * v / total) for k, v in c.most_common(top)]) if total else (lambda c: [])
-    return {"samples": total, "self": pct(self_t), "inclusive": pct(incl)}
+    return {"samples": total, "self": pct(self_t), "inclusive": pct(incl),
+            "categories": [(k, 100 * v / total) for k, v in cats.most_common()] if total else []}

@@ -10,7 +10,6 @@ own work: access logging and server hooks (e.g. metrics clean-up).
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ import requests
 from gunicorn.app.base import BaseApplication
 
 from atp_bridge import gunicorn_conf
-from tests.serve import ROOT, BridgeProcess, free_port
+from tests.serve import ROOT, BridgeProcess, free_port, subprocess_env
 
 # atp-bridge's own work, not the server's: the floor does none of it
 FLOOR_SKIPS = {"accesslog", "access_log_format", "logconfig", "logconfig_dict", "statsd_host"}
@@ -105,9 +104,9 @@ def _pump(stream, out) -> None:
 class Bridge(_Drained, BridgeProcess):
     """``atp-bridge serve`` (1 worker by default), output to ``log_path``."""
 
-    def __init__(self, config, log_path: Path, workers: int = 1):
+    def __init__(self, config, log_path: Path, workers: int = 1, env: dict | None = None):
         self.started = time.monotonic()
-        BridgeProcess.__init__(self, config, workers=workers)
+        BridgeProcess.__init__(self, config, workers=workers, env=env)
         self._drain(log_path)
 
 
@@ -118,12 +117,9 @@ class Floor(_Drained, BridgeProcess):
         self.started = time.monotonic()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if k != "ATP_BRIDGE_CONFIG"}
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-        env["FLOOR_CSV"] = str(csv_path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.bench.servers", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers)], env=env, cwd=ROOT,
+             "--workers", str(workers)], env=subprocess_env(FLOOR_CSV=str(csv_path)), cwd=ROOT,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self._drain(log_path)
 
