@@ -12,10 +12,10 @@ import logging
 import time
 
 import orjson
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, request
 
 from atp_bridge import metrics
-
+from atp_bridge.access import FACTS
 from atp_bridge.errors import RequestError
 from atp_bridge.schemas import parse_request, request_error
 
@@ -34,11 +34,8 @@ def _state():
     return current_app.extensions["atp_bridge"]
 
 
-def check_auth(keys: tuple[bytes, ...]) -> None:
+def check_auth(keys: tuple[bytes, ...], given: str) -> None:
     """Accept ``Authorization: <key>`` or ``Bearer <key>``; constant-time compare."""
-    if not keys:
-        return
-    given = request.headers.get("Authorization", "")
     if given[:7].lower() == "bearer ":
         given = given[7:]
     given_b = given.strip().encode("utf-8", "surrogateescape")
@@ -53,10 +50,13 @@ def check_auth(keys: tuple[bytes, ...]) -> None:
 def availabilities():
     """``POST /availabilities``: NewStore's External Availability Webhook."""
     started = time.monotonic()
-    state = _state()
-    check_auth(state.api_keys)
+    req = request._get_current_object()  # one context lookup, not one per use
+    environ = req.environ
+    state = current_app.extensions["atp_bridge"]
+    if state.api_keys:
+        check_auth(state.api_keys, environ.get("HTTP_AUTHORIZATION", ""))
     config = state.config
-    raw = request.get_data(cache=False)  # 413 beyond max_body_bytes (MAX_CONTENT_LENGTH)
+    raw = req.get_data(cache=False)  # 413 beyond max_body_bytes (MAX_CONTENT_LENGTH)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -80,21 +80,17 @@ def availabilities():
     except Exception:  # an internal bug still gets NewStore an explicit answer
         log.exception("internal error answering availabilities; answering zero ATP")
         atps, reason, used = [0] * n_pairs, "internal", []
-    g.atp = (n_pairs, used, reason)  # for the access line and metrics (atp_bridge.access)
+    environ[FACTS] = (n_pairs, used, reason)  # for the access line and metrics
 
-    rows = []
-    append = rows.append
-    k = 0
-    for pid, eid in zip(pids, eids):
-        for loc in locations:
-            atp = atps[k]
-            k += 1
-            if atp is None:
-                if config.omit_unknown:
-                    continue
-                atp = 0
-            append({"product_id": pid, "external_identifier": eid,
-                    "fulfillment_location": loc, "atp": atp})
+    # one comprehension, no per-row index arithmetic: zip(locations, it) takes
+    # exactly len(locations) values of the product-major answer per product
+    it = iter(atps)
+    if config.omit_unknown:
+        rows = [{"product_id": pid, "external_identifier": eid, "fulfillment_location": loc, "atp": a}
+                for pid, eid in zip(pids, eids) for loc, a in zip(locations, it) if a is not None]
+    else:
+        rows = [{"product_id": pid, "external_identifier": eid, "fulfillment_location": loc, "atp": a}
+                for pid, eid in zip(pids, eids) for loc, a in zip(locations, it)]
     headers = {"X-ATP-Degraded": reason} if reason else None
     return json_response({"availabilities": rows}, headers=headers)
 
