@@ -68,11 +68,10 @@ class Bridge:
         self.config = config
         self.holds = holds  # atp_bridge.holds.HoldStore or None
         self.adapters = adapters
-        self.planner = Planner(routed)
+        self.planner = Planner(routed, config.safety_stock)
         self.deadline_s = config.deadline_ms / 1000
         self.on_error = config.on_error
         self.merge_mode = config.merge
-        self._safety = config.safety_stock
         # one pool for the process, never one per request
         self.executor = ThreadPoolExecutor(config.adapter_threads, thread_name_prefix="atp-adapter")
 
@@ -149,8 +148,7 @@ class Bridge:
             for route, ans in zip(routes, answers):
                 if ans is not None:
                     merge(grid, ans, route.positions(n_p, n_l), self.merge_mode)
-        safety = [self._safety.for_location(loc) for loc in locations]
-        atps = finalize(grid, locations, safety, unknown)
+        atps = finalize(grid, routes.safety, unknown)
         for i, _ in failures:  # zero_failed: only what the failed adapter was asked
             for k in routes[i].positions(n_p, n_l):
                 atps[k] = 0

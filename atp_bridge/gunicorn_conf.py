@@ -45,6 +45,21 @@ loglevel = (os.environ.get("ATP_BRIDGE_LOG_LEVEL") or "info").lower()
 logconfig_dict = gunicorn_logconfig()
 
 
+def post_worker_init(worker):
+    """Gunicorn hook: the worker's app is built; tune the garbage collector.
+
+    ``gc.freeze()`` moves everything built at start-up (config, adapters, CSV
+    tables) out of the collector's view, so full collections stop rescanning it;
+    a larger first-generation threshold means a 10,000-pair answer (10,000
+    dicts) triggers a handful of young collections instead of ~15. Measured:
+    about 9% less time per 10,000-pair request (docs/benchmarks.md).
+    """
+    import gc
+
+    gc.freeze()
+    gc.set_threshold(7000, 10, 10)
+
+
 def child_exit(server, worker):
     """Gunicorn hook: a worker exited; drop its live gauges from /metrics."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -42,20 +42,35 @@ class Route:
         return [base + i for base in range(0, n_products * n_locations, n_locations) for i in idx]
 
 
-class Planner:
-    """Routes locations to adapters, in priority order; remembers recent plans."""
+class Plan(tuple):
+    """The routes for one list of locations, and their safety stock (None: all 0)."""
 
-    def __init__(self, adapters: Sequence[Adapter]):
+    safety: tuple[float, ...] | None = None
+
+
+class Planner:
+    """Routes locations to adapters, in priority order; remembers recent plans.
+
+    NewStore asks about the same location lists over and over, so a plan is
+    computed once per distinct list (LRU), not per request.
+    """
+
+    def __init__(self, adapters: Sequence[Adapter], safety_stock=None):
         self.adapters = tuple(adapters)
+        self.safety_stock = safety_stock
         self.routes = lru_cache(maxsize=1024)(self._routes)
 
-    def _routes(self, locations: tuple[str, ...]) -> tuple[Route, ...]:
+    def _routes(self, locations: tuple[str, ...]) -> Plan:
         out = []
         for adapter in self.adapters:
             idx = tuple(i for i, loc in enumerate(locations) if adapter.serves(loc))
             if idx:
                 out.append(Route(adapter, idx, tuple(locations[i] for i in idx), len(locations)))
-        return tuple(out)
+        plan = Plan(out)
+        if self.safety_stock is not None:
+            safety = tuple(self.safety_stock.for_location(loc) for loc in locations)
+            plan.safety = safety if any(safety) else None
+        return plan
 
 
 def merge(grid: list, answer: Sequence, positions: Sequence[int], mode: str) -> None:
@@ -71,14 +86,15 @@ def merge(grid: list, answer: Sequence, positions: Sequence[int], mode: str) -> 
             grid[k] = combine(cur, v)
 
 
-def finalize(grid: list, locations: Sequence[str], safety: Sequence[float], unknown=None) -> list:
+def finalize(grid: list, safety: Sequence[float] | None, unknown=None) -> list:
     """Apply per-location safety stock, clamp at 0, floor to int.
 
-    ``safety`` is aligned with ``locations``. Unknown pairs (None) become
-    ``unknown``: None to tell them apart (``omit_unknown``), else 0.
+    ``safety`` is aligned with the request's locations (None: no safety stock).
+    Unknown pairs (None) become ``unknown``: None to tell them apart
+    (``omit_unknown``), else 0.
     """
     floor = math.floor
-    if not any(safety):
+    if not safety:
         return [unknown if v is None else (floor(v) if v > 0 else 0) for v in grid]
-    per_pair = list(safety) * (len(grid) // len(locations))
+    per_pair = list(safety) * (len(grid) // len(safety))
     return [unknown if v is None else (floor(v - s) if v > s else 0) for v, s in zip(grid, per_pair)]

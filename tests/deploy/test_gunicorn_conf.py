@@ -65,3 +65,15 @@ def test_gunicorn_accepts_every_setting_of_the_module(conf):
             cfg.set(key, value)
     assert cfg.child_exit is conf.child_exit or cfg.settings["child_exit"].get() is conf.child_exit
     assert cfg.logconfig_dict["formatters"]["json"]["()"] == "atp_bridge.logs.JsonFormatter"
+
+
+def test_post_worker_init_freezes_start_up_objects_and_raises_the_gc_threshold(conf):
+    import gc
+    before = gc.get_threshold()
+    try:
+        conf.post_worker_init(None)
+        assert gc.get_threshold() == (7000, 10, 10)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
