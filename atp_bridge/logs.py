@@ -69,6 +69,13 @@ def setup_logging(config_level: str) -> None:
     the root logger."""
     logger = logging.getLogger("atp_bridge")
     logger.setLevel(resolve_level(config_level))
+    # Our JSON lines carry no caller, thread or process fields, so skip
+    # computing them for every record (the logging HOWTO's "Optimization"
+    # switches): findCaller alone walks the stack on every access line.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     if logging.getLogger().handlers:
         return
     if not any(getattr(h, "_atp_bridge", False) for h in logger.handlers):
