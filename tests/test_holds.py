@@ -40,6 +40,20 @@ def emulator():
     server.stop()
 
 
+@pytest.fixture
+def webhook():
+    """``webhook(config)`` -> a test client; the bridge (and its holds thread)
+    is closed when the test ends."""
+    apps = []
+
+    def make(config):
+        apps.append(create_app(str(config)))
+        return apps[-1].test_client()
+    yield make
+    for app in apps:
+        app.extensions["atp_bridge"].bridge.close()
+
+
 def answer(client):
     resp = client.post("/availabilities", json=BODY)
     assert resp.status_code == 200
@@ -55,8 +69,8 @@ def wait_for(predicate, timeout=5.0):
     return predicate()
 
 
-def test_a_recorded_hold_zeroes_that_pair_in_the_webhook_answer(config_dir, holds):
-    client = create_app(str(config_dir)).test_client()
+def test_a_recorded_hold_zeroes_that_pair_in_the_webhook_answer(config_dir, holds, webhook):
+    client = webhook(config_dir)
     assert answer(client) == {("product1", "DC01"): 7, ("product1", "US01"): 3,
                               ("product2", "DC01"): 9, ("product2", "US01"): 4}
     assert holds.record("DC01", ["product2"]) == 1
@@ -65,8 +79,8 @@ def test_a_recorded_hold_zeroes_that_pair_in_the_webhook_answer(config_dir, hold
                               ("product2", "DC01"): 0, ("product2", "US01"): 4}
 
 
-def test_a_hold_expires_after_its_ttl(config_dir, holds):
-    client = create_app(str(config_dir)).test_client()
+def test_a_hold_expires_after_its_ttl(config_dir, holds, webhook):
+    client = webhook(config_dir)
     holds.record("US01", ["product1"], ttl_s=0.5)
     assert wait_for(lambda: answer(client)[("product1", "US01")] == 0)
     assert wait_for(lambda: answer(client)[("product1", "US01")] == 3, timeout=5)
@@ -83,11 +97,11 @@ def test_holds_are_one_sorted_set_with_expiry_scores(holds, redis_db):
     assert holds.active() == {"DC01": frozenset({"b"})}
 
 
-def test_a_no_inventory_rejection_through_the_client_holds_the_products(config_dir, holds, emulator):
+def test_a_no_inventory_rejection_through_the_client_holds_the_products(config_dir, holds, emulator, webhook):
     import requests
     order = requests.post(f"{emulator}/_emulator/fulfillment_requests", json={"items": [
         {"product_id": "product1", "price": 5.0}, {"product_id": "product2", "price": 8.0}]}, timeout=5).json()
-    client = create_app(str(config_dir)).test_client()
+    client = webhook(config_dir)
     with FulfillmentClient(emulator, "t") as fc:
         receipt, held = reject_and_hold(fc, holds, order["uuid"], [
             MissingItems(("product1",), "no_inventory")], location="DC01")
@@ -141,12 +155,12 @@ def test_the_cli_says_how_to_configure_holds_when_the_config_has_none(tmp_path, 
     assert "has no `holds:` block" in result.output
 
 
-def test_the_webhook_keeps_the_last_known_holds_while_redis_is_down(tmp_path, own_redis):
+def test_the_webhook_keeps_the_last_known_holds_while_redis_is_down(tmp_path, own_redis, webhook):
     write_yaml(tmp_path / "bridge.yaml", {"holds": {"url": own_redis.url, "refresh_s": 0.05}})
     write_yaml(tmp_path / "adapters" / "10-stock.yaml", {"name": "stock", "type": "static", "values": VALUES})
     store = HoldStore(own_redis.client())
     store.record("DC01", ["product1"])
-    client = create_app(str(tmp_path)).test_client()
+    client = webhook(tmp_path)
     assert answer(client)[("product1", "DC01")] == 0
     own_redis.stop()
     time.sleep(0.3)  # several refreshes fail meanwhile
