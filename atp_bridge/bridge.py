@@ -24,11 +24,21 @@ log = logging.getLogger("atp_bridge")
 
 @dataclass
 class Answer:
-    """The merged answer: ``atps`` is the flat product-major grid (None = unknown)."""
+    """The merged answer: ``atps`` is the flat product-major grid (None = unknown).
+
+    ``routes`` are the adapters asked, in priority order, and ``outcomes`` what
+    each one returned (its values, product-major over its locations) or the
+    AdapterError it failed with (``atp-bridge query`` prints them).
+    """
 
     atps: list
     degraded: list[str] = field(default_factory=list)
-    adapters: list[str] = field(default_factory=list)
+    routes: tuple = ()
+    outcomes: list = field(default_factory=list)
+
+    @property
+    def adapters(self) -> list[str]:
+        return [r.adapter.name for r in self.routes]
 
     @property
     def reason(self) -> str:
@@ -60,6 +70,13 @@ def build_adapters(config: BridgeConfig) -> tuple[list[Adapter], list[Adapter]]:
     return routed, [built[s.name] for s in config.adapters]
 
 
+def _record_failures(outcomes: list, failures: list[tuple[int, AdapterError]]) -> None:
+    """Put each failed route's error where its values would be (after the merge)."""
+    for i, error in failures:
+        if i >= 0:
+            outcomes[i] = error
+
+
 class Bridge:
     """Answers availability questions from the configured adapters."""
 
@@ -87,14 +104,13 @@ class Bridge:
         return cls(config, routed, adapters, holds)
 
     def answer(self, pids: list[str], eids: list[str], locations: list[str],
-               started: float | None = None, unknown: int | None | str = "config") -> Answer:
+               started: float | None = None, omit_unknown: bool | None = None) -> Answer:
         """Merged ATP for every (product, location) pair; never raises AdapterError.
 
-        Pairs no adapter knows are ``unknown``: by default 0, or None with
-        ``omit_unknown: true`` (the caller leaves them out).
+        Pairs no adapter knows are 0, or None when ``omit_unknown`` (default:
+        the config's) so that the caller can leave them out.
         """
-        if unknown == "config":
-            unknown = None if self.config.omit_unknown else 0
+        omit = self.config.omit_unknown if omit_unknown is None else omit_unknown
         started = time.monotonic() if started is None else started
         deadline = started + self.deadline_s
         n_p, n_l = len(pids), len(locations)
@@ -130,7 +146,7 @@ class Bridge:
         if time.monotonic() > deadline and not failures:
             failures.append((-1, AdapterTimeout("*", "deadline passed while merging")))
 
-        result = Answer([], adapters=[r.adapter.name for r in routes])
+        result = Answer([], routes=routes, outcomes=answers)
         if failures:
             failures.sort(key=lambda f: f[0])
             result.degraded = [f"{e.reason}:{e.adapter}" for _, e in failures]
@@ -139,6 +155,7 @@ class Bridge:
                         "; ".join(str(e) for _, e in failures))
             if self.on_error == "zero_all" or any(i < 0 for i, _ in failures):
                 result.atps = [0] * (n_p * n_l)
+                _record_failures(answers, failures)
                 return result
 
         if len(routes) == 1 and routes[0].aligned and answers[0] is not None:
@@ -148,13 +165,14 @@ class Bridge:
             for route, ans in zip(routes, answers):
                 if ans is not None:
                     merge(grid, ans, route.positions(n_p, n_l), self.merge_mode)
-        atps = finalize(grid, routes.safety, unknown)
+        atps = finalize(grid, routes.safety, None if omit else 0)
         for i, _ in failures:  # zero_failed: only what the failed adapter was asked
             for k in routes[i].positions(n_p, n_l):
                 atps[k] = 0
         if self.holds is not None:
             self.holds.apply(atps, pids, locations)
         result.atps = atps
+        _record_failures(answers, failures)
         return result
 
     def health(self) -> dict[str, Health]:

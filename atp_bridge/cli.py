@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import time
 
 import click
 import orjson
@@ -79,33 +78,28 @@ def check_config(config_path):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def query(config_path, products, locations, as_json):
     """Ask the configured adapters directly; print each answer and the merge."""
-    from adapters.base import Batch
     from atp_bridge.bridge import Bridge
-    from atp_bridge.errors import AdapterError
 
     config = _load(config_path)
     bridge = Bridge.from_config(config)
-    try:
-        products, locations = list(products), list(locations)
-        deadline = time.monotonic() + config.deadline_ms / 1000
-        per_adapter = {}
-        for route in bridge.planner.routes(tuple(locations)):
-            batch = Batch(products, route.locations, deadline)
-            try:
-                values = route.adapter.fetch(batch)
-                per_adapter[route.adapter.name] = {
-                    f"{p}@{loc}": v for (p, loc), v in zip(batch.pairs(), values)}
-            except AdapterError as e:
-                per_adapter[route.adapter.name] = {"error": str(e)}
-        answer = bridge.answer(products, products, locations, unknown=None)
+    products, locations = list(products), list(locations)
+    try:  # one pass through the bridge: what each adapter said is what was merged
+        answer = bridge.answer(products, products, locations, omit_unknown=True)  # None = unknown
     finally:
         bridge.close()
+    per_adapter = {}
+    for route, outcome in zip(answer.routes, answer.outcomes):
+        if isinstance(outcome, Exception):
+            per_adapter[route.adapter.name] = {"error": str(outcome)}
+        else:
+            pairs = (f"{p}@{loc}" for p in products for loc in route.locations)
+            per_adapter[route.adapter.name] = dict(zip(pairs, outcome))
     merged = [{"product": p, "location": loc, "atp": answer.atps[i * len(locations) + j]}
               for i, p in enumerate(products) for j, loc in enumerate(locations)]
     if as_json:
         click.echo(orjson.dumps({"adapters": per_adapter, "merged": merged,
                                  "degraded": answer.degraded}, option=orjson.OPT_INDENT_2))
-        return
+        sys.exit(2 if answer.degraded else 0)
     for name, values in per_adapter.items():
         click.echo(f"adapter {name}:")
         for pair, v in values.items():

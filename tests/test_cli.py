@@ -119,3 +119,19 @@ def test_serve_with_a_broken_config_exits_1_with_the_problems_and_no_traceback(t
     assert "unknown adapter type 'nope'" in served.stderr
     assert served.stderr == checked.stderr  # the same message as check-config
     assert served.stdout == ""
+
+
+def test_query_asks_each_adapter_once_and_shows_a_failure(config_file):
+    from tests import fake_adapters
+    path = config_file({"adapters": [
+        {"name": "stores", "type": "static", "values": {"S1": {"A": 4}}},
+        {"name": "erp", "type": "failing"}]})
+    result = CliRunner().invoke(main, ["query", "--config", str(path), "--json",
+                                       "--product", "A", "--location", "S1"])
+    assert result.exit_code == 2, result.output  # degraded, as in table form
+    out = json.loads(result.output)
+    assert out["adapters"] == {"stores": {"A@S1": 4},
+                               "erp": {"error": "adapter 'erp': ConnectionError: ERP said no"}}
+    assert out["degraded"] == ["error:erp"]
+    assert out["merged"] == [{"product": "A", "location": "S1", "atp": 0}]
+    assert sorted(name for name, _ in fake_adapters.CALLS) == ["erp", "stores"]
