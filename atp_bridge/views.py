@@ -52,7 +52,7 @@ def availabilities():
     started = time.monotonic()
     req = request._get_current_object()  # one context lookup, not one per use
     environ = req.environ
-    state = current_app.extensions["atp_bridge"]
+    state = _state()
     if state.api_keys:
         check_auth(state.api_keys, environ.get("HTTP_AUTHORIZATION", ""))
     config = state.config
