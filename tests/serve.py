@@ -38,18 +38,24 @@ def subprocess_env(*pythonpath, **extra) -> dict:
 class BridgeProcess:
     """``atp-bridge serve`` in a subprocess on a free loopback port.
 
-    ``config=None`` serves the embedded default.
+    ``config=None`` serves the embedded default. ``output``: a file path that
+    gets the server's stdout and stderr (default: pipes, read by :meth:`stop`).
     """
 
     def __init__(self, config=None, *args: str, workers: int = 1, env: dict | None = None,
-                 extra_pythonpath=()):
+                 extra_pythonpath=(), output: Path | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = atp_bridge_cmd("serve", "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers), *args)
         if config is not None:
             cmd += ["--config", str(config)]
-        self.proc = subprocess.Popen(cmd, env=subprocess_env(*extra_pythonpath, **(env or {})),
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        out = open(output, "ab") if output is not None else subprocess.PIPE
+        try:
+            self.proc = subprocess.Popen(cmd, env=subprocess_env(*extra_pythonpath, **(env or {})),
+                                         stdout=out, stderr=out, text=True)
+        finally:
+            if output is not None:
+                out.close()  # the child has its own copy
 
     def wait_ready(self, timeout: float = 30.0, path: str = "/healthz") -> "BridgeProcess":
         end = time.monotonic() + timeout

@@ -1,6 +1,6 @@
 """Benchmark atp-bridge against the floor; write docs/benchmarks.md and docs/benchmarks.png.
 
-    python -m tests.bench.run [--quick] [--duration S] [--rounds N] [--profile]
+    python -m tests.bench.run [--quick] [--duration S] [--rounds N] [--profile] [--compare-only]
 
 From the repository root. Everything runs on 127.0.0.1 and every load run is
 bounded by ``--duration``. Sections: (1) floor vs atp-bridge (1 worker each,
@@ -201,6 +201,8 @@ def main(argv=None) -> None:
     parser.add_argument("--connections", type=int, default=8, help="wrk connections (default 8)")
     parser.add_argument("--profile", action="store_true", help="also py-spy the worker at 500 and 10,000 pairs")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument("--compare-only", action="store_true",
+                        help="only the floor comparison (section 1); print, leave docs/ alone")
     opts = parser.parse_args(argv)
     opts.duration = opts.duration or (1.0 if opts.quick else 5.0)
     opts.rounds = opts.rounds or (1 if opts.quick else 3)
@@ -233,6 +235,9 @@ def main(argv=None) -> None:
         finally:
             floor.stop()
             bridge.stop()
+        if opts.compare_only:
+            print(report.compare_table(results["compare"]))
+            return
         results["scaling"] = scaling(wrk, config, bodies[(50, 10)], tmp, opts)
         results["big"] = big_csv(wrk, tmp, opts)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -51,16 +50,9 @@ class FloorServer(BaseApplication):
         return app
 
 
-class _Drained:
-    """Copies a child's stdout/stderr to a log file so a chatty server never blocks on a full pipe."""
-
-    def _drain(self, log_path: Path) -> None:
-        self.log_path = log_path
-        out = open(log_path, "ab")
-        self._threads = [threading.Thread(target=_pump, args=(s.buffer, out), daemon=True)
-                         for s in (self.proc.stdout, self.proc.stderr) if s is not None]
-        for t in self._threads:
-            t.start()
+class _Logged:
+    """A server child whose stdout and stderr go straight to a log file: no pipe
+    for the benchmark to drain, so no reader thread here competes for the CPU."""
 
     def wait_ready(self, timeout: float = 60.0, path: str = "/healthz"):
         """Poll ``path`` until 200. Unlike the test helper, a slow first answer (a
@@ -90,38 +82,31 @@ class _Drained:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        for t in self._threads:
-            t.join(timeout=5)
-        return super().stop()
+        return self.proc.returncode, self.log_tail()
 
 
-def _pump(stream, out) -> None:
-    while chunk := stream.read1(1 << 16):
-        out.write(chunk)
-    out.flush()
-
-
-class Bridge(_Drained, BridgeProcess):
+class Bridge(_Logged, BridgeProcess):
     """``atp-bridge serve`` (1 worker by default), output to ``log_path``."""
 
     def __init__(self, config, log_path: Path, workers: int = 1, env: dict | None = None):
         self.started = time.monotonic()
-        BridgeProcess.__init__(self, config, workers=workers, env=env)
-        self._drain(log_path)
+        self.log_path = log_path
+        BridgeProcess.__init__(self, config, workers=workers, env=env, output=log_path)
 
 
-class Floor(_Drained, BridgeProcess):
+class Floor(_Logged, BridgeProcess):
     """The floor app under gunicorn, same settings; output to ``log_path``."""
 
     def __init__(self, csv_path, log_path: Path, workers: int = 1):
         self.started = time.monotonic()
+        self.log_path = log_path
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.bench.servers", "--bind", f"127.0.0.1:{self.port}",
-             "--workers", str(workers)], env=subprocess_env(FLOOR_CSV=str(csv_path)), cwd=ROOT,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._drain(log_path)
+        with open(log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.bench.servers", "--bind", f"127.0.0.1:{self.port}",
+                 "--workers", str(workers)], env=subprocess_env(FLOOR_CSV=str(csv_path)), cwd=ROOT,
+                stdout=out, stderr=out)
 
 
 def children(pid: int) -> list[int]:
