@@ -45,7 +45,10 @@ def main():
 @click.option("--threads", type=click.IntRange(min=1), help="Threads per worker (default $ATP_BRIDGE_THREADS or 8).")
 def serve(config_path, bind, workers, threads):
     """Run the webhook under gunicorn."""
-    from atp_bridge.server import cleanup_metrics_dir, prepare_metrics_dir, run
+    try:  # reads the gunicorn settings from the environment
+        from atp_bridge.server import cleanup_metrics_dir, prepare_metrics_dir, run
+    except ValueError as e:  # a malformed ATP_BRIDGE_* / WEB_CONCURRENCY value, named in e
+        raise click.ClickException(f"{e}; fix the environment variable") from None
 
     metrics_dir = prepare_metrics_dir()  # before _load imports prometheus_client
     try:

@@ -9,7 +9,10 @@ Environment: ``ATP_BRIDGE_BIND`` (default 127.0.0.1:8080), ``WEB_CONCURRENCY``
 ``ATP_BRIDGE_GRACEFUL_TIMEOUT`` (SIGTERM drain, s, default 25),
 ``ATP_BRIDGE_KEEPALIVE`` (s, default 75: above the usual load balancer idle
 timeout of 60 s, so the LB closes idle connections, not us),
-``ATP_BRIDGE_LOG_LEVEL`` (gunicorn's own lines; default info).
+``ATP_BRIDGE_LOG_LEVEL`` (gunicorn's own lines; default info),
+``ATP_BRIDGE_LOG_FLUSH_MS`` (log lines are written in batches at least this
+often, default 1000; see :class:`atp_bridge.logs.BufferedStreamHandler`).
+A malformed value raises ``ValueError`` naming the variable.
 
 Prometheus multiprocess mode: every worker writes its values under
 ``$PROMETHEUS_MULTIPROC_DIR`` (``atp-bridge serve`` creates it; with plain
@@ -22,14 +25,23 @@ import os
 from atp_bridge.logs import gunicorn_logconfig
 
 
-def _int(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
+def _int(name: str, default: int, minimum: int = 0) -> int:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = minimum - 1
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r}: expected a whole number >= {minimum}")
+    return value
 
 
 bind = os.environ.get("ATP_BRIDGE_BIND", "127.0.0.1:8080")
-workers = _int("WEB_CONCURRENCY", 2)
+workers = _int("WEB_CONCURRENCY", 2, 1)
 worker_class = "gthread"
-threads = _int("ATP_BRIDGE_THREADS", 8)
+threads = _int("ATP_BRIDGE_THREADS", 8, 1)
 timeout = _int("ATP_BRIDGE_TIMEOUT", 30)
 # SIGTERM: stop accepting, finish in-flight requests for up to this long, exit.
 # Keep it below Kubernetes' terminationGracePeriodSeconds minus the preStop sleep.

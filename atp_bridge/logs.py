@@ -5,20 +5,29 @@ record whose message is a dict (the access line) is emitted as that dict plus
 those keys, so the hot path pays for one dict and one ``orjson.dumps``.
 
 The level is ``$ATP_BRIDGE_LOG_LEVEL`` if set, else the config's ``log_level``.
+
+Lines are written in batches (:class:`BufferedStreamHandler`): at most every
+``$ATP_BRIDGE_LOG_FLUSH_MS`` milliseconds (default 1000; 0 writes each line at
+once), at once for WARNING and above, and at exit.
 """
 from __future__ import annotations
 
 import logging
 import os
 import sys
+import threading
 import time
+import weakref
 
 import orjson
 from gunicorn import glogging
 
-__all__ = ["JsonFormatter", "GunicornLogger", "setup_logging", "LEVEL_ENV", "gunicorn_logconfig"]
+__all__ = ["JsonFormatter", "BufferedStreamHandler", "GunicornLogger", "setup_logging", "LEVEL_ENV",
+           "FLUSH_ENV", "gunicorn_logconfig", "flush_interval_ms"]
 
 LEVEL_ENV = "ATP_BRIDGE_LOG_LEVEL"
+FLUSH_ENV = "ATP_BRIDGE_LOG_FLUSH_MS"
+DEFAULT_FLUSH_MS = 1000
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -50,8 +59,95 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(out, default=str).decode("utf-8")
 
 
+def flush_interval_ms() -> float:
+    """``$ATP_BRIDGE_LOG_FLUSH_MS`` (default 1000); ValueError naming the variable if it is not a number >= 0."""
+    raw = os.environ.get(FLUSH_ENV, "").strip()
+    if not raw:
+        return DEFAULT_FLUSH_MS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also refuses NaN
+        raise ValueError(f"{FLUSH_ENV}={raw!r}: expected milliseconds, a number >= 0")
+    return value
+
+
+class BufferedStreamHandler(logging.StreamHandler):
+    """A StreamHandler that writes its lines in batches, like nginx's
+    ``access_log ... buffer= flush=``.
+
+    Lines are kept in memory and written by one ``write`` when ``flush_ms``
+    has passed (a daemon thread), when 64 KiB are waiting, at once for a
+    record at WARNING or above (after the lines before it, so order is kept),
+    and on :meth:`flush`/:meth:`close` (``logging.shutdown`` at exit). Why: a
+    ``write`` per access line is a system call per request, and each one
+    releases the GIL; under gunicorn's threads those hand-offs cost a small
+    request ~5% of a worker's throughput (docs/benchmarks.md). The price: a
+    process killed with SIGKILL loses up to ``flush_ms`` of lines.
+    ``flush_ms=0`` writes every line at once. A forked child (a gunicorn
+    worker) starts with an empty buffer: its parent writes its own lines.
+    """
+
+    max_bytes = 64 * 1024
+
+    def __init__(self, stream=None, flush_ms: float | None = None):
+        super().__init__(sys.stderr if stream is None else stream)
+        self.interval = (flush_interval_ms() if flush_ms is None else flush_ms) / 1000
+        self._reset()
+        ref = weakref.WeakMethod(self._reset)
+        os.register_at_fork(after_in_child=lambda: (m := ref()) and m())
+
+    def _reset(self) -> None:
+        self._lines: list[str] = []
+        self._size = 0
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        self._size += len(line)
+        if self.interval <= 0 or record.levelno >= logging.WARNING or self._size >= self.max_bytes:
+            self._write()
+        elif self._thread is None:
+            self._thread = threading.Thread(target=self._flusher, name="atp-bridge-log-flush",
+                                            daemon=True)
+            self._thread.start()
+
+    def _write(self) -> None:
+        if not self._lines:
+            return
+        data = "\n".join(self._lines) + "\n"
+        self._lines.clear()
+        self._size = 0
+        try:
+            self.stream.write(data)
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed or broken: nowhere left to write them,
+            pass  # and a request must not fail over a log line
+
+    def flush(self) -> None:
+        with self.lock:
+            self._write()
+
+    def _flusher(self) -> None:
+        closed, interval = self._closed, self.interval
+        while not closed.wait(interval):
+            self.flush()
+
+    def close(self) -> None:
+        self._closed.set()
+        self.flush()
+        super().close()
+
+
 def _handler() -> logging.Handler:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BufferedStreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler._atp_bridge = True  # type: ignore[attr-defined]  # ours: set up once
     return handler
@@ -88,8 +184,9 @@ def gunicorn_logconfig() -> dict:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": "atp_bridge.logs.JsonFormatter"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
-                                "stream": "ext://sys.stderr"}},
+        "handlers": {"stderr": {"class": "atp_bridge.logs.BufferedStreamHandler",
+                                "formatter": "json", "stream": "ext://sys.stderr",
+                                "flush_ms": flush_interval_ms()}},
         "root": {"level": "INFO", "handlers": ["stderr"]},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},

@@ -1,5 +1,6 @@
 """Request ids and the access line, for every route."""
 import logging
+import os
 
 import pytest
 
@@ -80,3 +81,20 @@ def test_the_authorization_header_never_reaches_the_log(client, caplog):
         client.get("/healthz", headers={"Authorization": KEY})
     text = caplog.text + repr([r.msg for r in caplog.records])
     assert KEY not in text and "y" * 30 not in text
+
+
+def test_generated_request_ids_are_unique_and_a_forked_worker_draws_a_new_prefix():
+    ids = [request_id_from(None) for _ in range(1000)]
+    assert len(set(ids)) == 1000
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in ids)
+    assert len({i[:16] for i in ids}) == 1  # one prefix per process, then a counter
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a gunicorn worker is a fork of the master
+        os.write(write, request_id_from(None).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    assert len(child) == 32 and child[:16] != ids[0][:16]

@@ -121,6 +121,19 @@ def test_serve_with_a_broken_config_exits_1_with_the_problems_and_no_traceback(t
     assert served.stdout == ""
 
 
+@pytest.mark.parametrize("name, value, expected", [
+    ("ATP_BRIDGE_THREADS", "eight", "a whole number >= 1"),
+    ("WEB_CONCURRENCY", "0", "a whole number >= 1"),
+    ("ATP_BRIDGE_TIMEOUT", "-5", "a whole number >= 0"),
+    ("ATP_BRIDGE_LOG_FLUSH_MS", "soon", "milliseconds, a number >= 0"),
+])
+def test_serve_with_a_malformed_setting_in_the_environment_names_it_and_exits_1(name, value, expected):
+    served = subprocess.run(atp_bridge_cmd("serve", "--bind", "127.0.0.1:0"),
+                            env=subprocess_env(**{name: value}), capture_output=True, text=True, timeout=30)
+    assert served.returncode == 1 and "Traceback" not in served.stderr
+    assert served.stderr == f"Error: {name}={value!r}: expected {expected}; fix the environment variable\n"
+
+
 def test_query_asks_each_adapter_once_and_shows_a_failure(config_file):
     from tests import fake_adapters
     path = config_file({"adapters": [

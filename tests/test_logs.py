@@ -1,8 +1,11 @@
 """JSON log lines: format, level from config or environment, one handler."""
 import io
 import logging
+import os
+import time
 
 import orjson
+import pytest
 
 from atp_bridge import logs
 
@@ -52,12 +55,90 @@ def test_setup_adds_one_json_handler_when_nobody_configured_logging(monkeypatch)
     logs.setup_logging("INFO")
     assert len(ours.handlers) == 1
     ours.info("hello")
+    ours.handlers[0].flush()
     assert orjson.loads(stream.getvalue().splitlines()[-1])["msg"] == "hello"
+    ours.handlers[0].close()
+
+
+def buffered(flush_ms: float = 60_000):
+    stream = io.StringIO()
+    handler = logs.BufferedStreamHandler(stream, flush_ms=flush_ms)
+    handler.setFormatter(logs.JsonFormatter())
+    logger = logging.Logger("atp_bridge.test")  # not registered: no other handlers, no parents
+    logger.addHandler(handler)
+    return logger, handler, stream
+
+
+def msgs(stream) -> list:
+    return [orjson.loads(line)["msg"] for line in stream.getvalue().splitlines()]
+
+
+def test_buffered_lines_wait_for_a_flush_and_a_warning_writes_them_in_order():
+    logger, handler, stream = buffered()
+    logger.info("one")
+    logger.info("two")
+    assert stream.getvalue() == ""  # held: no write per line
+    logger.warning("three")
+    assert msgs(stream) == ["one", "two", "three"]
+    logger.info("four")
+    handler.close()  # logging.shutdown() at exit closes every handler
+    assert msgs(stream) == ["one", "two", "three", "four"]
+
+
+def test_the_flusher_thread_writes_held_lines_after_the_interval():
+    logger, handler, stream = buffered(flush_ms=20)
+    logger.info("later")
+    deadline = time.monotonic() + 10
+    while not stream.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert msgs(stream) == ["later"]
+    handler.close()
+
+
+def test_flush_ms_0_writes_every_line_at_once_and_64_kib_force_a_write():
+    logger, handler, stream = buffered(flush_ms=0)
+    logger.info("now")
+    assert msgs(stream) == ["now"]
+    logger, handler, stream = buffered()
+    logger.info("x" * (handler.max_bytes + 1))
+    assert len(msgs(stream)) == 1
+
+
+def test_a_forked_child_does_not_write_its_parents_held_lines():
+    read, write = os.pipe()
+    with os.fdopen(write, "w") as out:
+        handler = logs.BufferedStreamHandler(out, flush_ms=60_000)
+        handler.setFormatter(logs.JsonFormatter())
+        logger = logging.Logger("atp_bridge.test")
+        logger.addHandler(handler)
+        logger.info("parent")
+        pid = os.fork()
+        if pid == 0:
+            logger.info("child")
+            handler.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        handler.close()
+    with os.fdopen(read) as f:
+        assert [orjson.loads(line)["msg"] for line in f.read().splitlines()] == ["child", "parent"]
+
+
+def test_the_flush_interval_comes_from_the_environment_and_junk_is_refused(monkeypatch):
+    monkeypatch.delenv("ATP_BRIDGE_LOG_FLUSH_MS", raising=False)
+    assert logs.flush_interval_ms() == 1000
+    monkeypatch.setenv("ATP_BRIDGE_LOG_FLUSH_MS", "250")
+    assert logs.flush_interval_ms() == 250
+    assert logs.BufferedStreamHandler(io.StringIO()).interval == 0.25
+    for junk in ("soon", "-1", "nan"):
+        monkeypatch.setenv("ATP_BRIDGE_LOG_FLUSH_MS", junk)
+        with pytest.raises(ValueError, match=f"ATP_BRIDGE_LOG_FLUSH_MS='{junk}': expected milliseconds"):
+            logs.flush_interval_ms()
 
 
 def test_the_gunicorn_logconfig_formats_with_the_same_formatter():
     cfg = logs.gunicorn_logconfig()
     assert cfg["formatters"]["json"]["()"] == "atp_bridge.logs.JsonFormatter"
+    assert cfg["handlers"]["stderr"]["class"] == "atp_bridge.logs.BufferedStreamHandler"
     assert cfg["loggers"]["gunicorn.error"]["propagate"] is True
 
 
