@@ -1,13 +1,11 @@
 """Per-request bookkeeping for every route: request id, metrics, access log.
 
-``before_request`` stamps the start time and the request id (``X-Request-ID``
-from the caller when it is printable and at most 128 characters, else 128
-random bits in hex) into the WSGI environ. ``after_request`` echoes the id,
-counts the request by route and status, observes its latency and writes the
-access line. The webhook view leaves its facts (pairs, adapters, degraded
-reason) in ``environ["atp_bridge.facts"]``. Every hook reads the request
-proxy once: each proxy access is a context-variable lookup, and this runs on
-every request.
+:class:`AccessMiddleware` wraps the Flask app's ``wsgi_app``: it takes the
+request id (``X-Request-ID`` from the caller when it is printable ASCII of at
+most 128 characters, else a new one), echoes it in the response, counts the
+request by route and status, observes its latency and writes the access line.
+The webhook view leaves its facts (pairs, adapters, degraded reason) in
+``environ["atp_bridge.facts"]``.
 
 Webhook calls are logged at INFO; probes, scrapes and the rest at DEBUG, so a
 load balancer's health checks do not flood the log. The ``Authorization``
@@ -20,7 +18,7 @@ import logging
 import os
 import time
 
-from flask import Flask, Response, request
+from flask import Flask
 
 from atp_bridge import metrics
 
@@ -29,7 +27,6 @@ __all__ = ["register", "request_id_from", "REQUEST_ID_HEADER", "FACTS"]
 REQUEST_ID_HEADER = "X-Request-ID"
 UNMATCHED = "(unmatched)"  # one label for every 404, so scanners cannot explode cardinality
 FACTS = "atp_bridge.facts"  # environ key: (pairs, adapters, degraded reason) of a webhook call
-_T0, _RID = "atp_bridge.t0", "atp_bridge.request_id"
 
 access_log = logging.getLogger("atp_bridge.access")
 
@@ -94,45 +91,57 @@ class _Children:
 _children = _Children()
 
 
-def _before() -> None:
-    environ = request.environ
-    environ[_T0] = time.perf_counter()
-    environ[_RID] = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+class AccessMiddleware:
+    """WSGI middleware around Flask's ``wsgi_app``: the bookkeeping of every request.
+
+    It runs outside Flask's request context, so it costs no context lookups
+    and no hook dispatch: it stamps the start, echoes the request id in the
+    response headers, then counts, times and logs the answer. ``routes`` maps
+    each static URL rule to itself (the ``route`` label); any other path is
+    :data:`UNMATCHED`. ``webhooks`` are the rules whose access line is INFO.
+    """
+
+    def __init__(self, wsgi_app, routes, webhooks):
+        self.wsgi_app = wsgi_app
+        self.routes = {r: r for r in routes}
+        self.webhooks = frozenset(webhooks)
+
+    def __call__(self, environ: dict, start_response):
+        t0 = time.perf_counter()
+        rid = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        answered = []
+
+        def start(status: str, headers: list, exc_info=None):
+            headers.append((REQUEST_ID_HEADER, rid))
+            answered.append(status)
+            return start_response(status, headers, exc_info)
+
+        body = self.wsgi_app(environ, start)
+        elapsed = time.perf_counter() - t0
+        status = int(answered[-1][:3]) if answered else 500
+        route = self.routes.get(environ.get("PATH_INFO"), UNMATCHED)
+        _children.request(route, status).inc()
+        _children.route_latency(route).observe(elapsed)
+        facts = environ.get(FACTS)
+        if facts is not None:  # a webhook call that reached the bridge
+            pairs, adapters, reason = facts
+            metrics.PAIRS.observe(pairs)
+            if reason:
+                _children.degraded_reason(reason).inc()
+        else:
+            pairs, adapters, reason = 0, None, None
+        level = logging.INFO if route in self.webhooks else logging.DEBUG
+        if access_log.isEnabledFor(level):
+            access_log.log(level, {
+                "msg": "access", "request_id": rid, "method": environ.get("REQUEST_METHOD"),
+                "path": environ.get("PATH_INFO"), "status": status, "pairs": pairs,
+                "adapters": adapters, "duration_ms": round(elapsed * 1000, 3),
+                "degraded": reason or None, "remote": environ.get("REMOTE_ADDR")})
+        return body
 
 
-def _after(response: Response) -> Response:
-    req = request._get_current_object()
-    environ = req.environ
-    t0 = environ.get(_T0)
-    elapsed = time.perf_counter() - t0 if t0 is not None else 0.0
-    rid = environ.get(_RID) or request_id_from(None)
-    response.headers[REQUEST_ID_HEADER] = rid
-    rule = req.url_rule
-    route = rule.rule if rule is not None else UNMATCHED
-    status = response.status_code
-    _children.request(route, status).inc()
-    _children.route_latency(route).observe(elapsed)
-    facts = environ.get(FACTS)
-    if facts is not None:  # a webhook call that reached the bridge
-        pairs, adapters, reason = facts
-        metrics.PAIRS.observe(pairs)
-        if reason:
-            _children.degraded_reason(reason).inc()
-        level = logging.INFO
-    else:
-        pairs, adapters, reason = 0, None, None
-        endpoint = req.endpoint
-        level = logging.INFO if endpoint and endpoint.startswith("availabilities") else logging.DEBUG
-    if access_log.isEnabledFor(level):
-        access_log.log(level, {
-            "msg": "access", "request_id": rid, "method": req.method, "path": req.path,
-            "status": status, "pairs": pairs, "adapters": adapters, "duration_ms":
-            round(elapsed * 1000, 3), "degraded": reason or None,
-            "remote": req.remote_addr})
-    return response
-
-
-def register(app: Flask) -> None:
-    """Install the hooks (first before_request, last after_request)."""
-    app.before_request_funcs.setdefault(None, []).insert(0, _before)
-    app.after_request(_after)
+def register(app: Flask, webhooks) -> None:
+    """Wrap ``app.wsgi_app``; call after every route is registered.
+    ``webhooks``: the URL rules of the webhook."""
+    rules = [r.rule for r in app.url_map.iter_rules() if not r.arguments]
+    app.wsgi_app = AccessMiddleware(app.wsgi_app, rules, webhooks)

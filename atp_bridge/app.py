@@ -53,9 +53,9 @@ def create_app(config: BridgeConfig | str | None = None) -> Flask:
     if not config.api_keys:
         log.warning("AUTH DISABLED: auth.api_keys is empty, so anyone who can reach this "
                     "service can read ATP. Set auth.api_keys to NewStore's webhook API key.")
-    access.register(app)
-    views.register(app, config.base_path)
+    webhooks = views.register(app, config.base_path)
     http_errors.register(app)
+    access.register(app, webhooks)  # last: it wraps the finished app
     log.info("atp-bridge ready: config=%s adapters=%s", config.source,
              ",".join(a.name for a in config.adapters))
     return app

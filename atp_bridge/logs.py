@@ -102,7 +102,7 @@ class BufferedStreamHandler(logging.StreamHandler):
         self._lines: list[str] = []
         self._size = 0
         self._thread: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._stop = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
         try:
@@ -136,12 +136,12 @@ class BufferedStreamHandler(logging.StreamHandler):
             self._write()
 
     def _flusher(self) -> None:
-        closed, interval = self._closed, self.interval
-        while not closed.wait(interval):
+        stop, interval = self._stop, self.interval
+        while not stop.wait(interval):
             self.flush()
 
     def close(self) -> None:
-        self._closed.set()
+        self._stop.set()
         self.flush()
         super().close()
 

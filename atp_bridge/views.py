@@ -124,10 +124,11 @@ def openapi():
     return Response(_state().openapi, mimetype=JSON)
 
 
-def register(app: Flask, base_path: str) -> None:
-    """Mount the webhook at ``/availabilities`` and under ``base_path``."""
-    app.add_url_rule("/availabilities", "availabilities", availabilities, methods=["POST"])
-    if base_path:
-        app.add_url_rule(f"{base_path}/availabilities", "availabilities_base", availabilities,
-                         methods=["POST"])
+def register(app: Flask, base_path: str) -> list[str]:
+    """Mount the webhook at ``/availabilities`` and under ``base_path``; return its rules."""
+    rules = ["/availabilities"] + ([f"{base_path}/availabilities"] if base_path else [])
+    for i, rule in enumerate(rules):
+        app.add_url_rule(rule, "availabilities" if i == 0 else "availabilities_base",
+                         availabilities, methods=["POST"])
     app.register_blueprint(bp)
+    return rules

@@ -27,11 +27,15 @@ def test_every_request_is_counted_by_route_and_status(client):
     before_404 = sample("atp_bridge_requests_total", route="(unmatched)", status="404")
     for _ in range(3):
         assert c.post("/availabilities", json=SPEC_SAMPLE).status_code == 200
+    before_405 = sample("atp_bridge_requests_total", route="/availabilities", status="405")
     c.post("/availabilities", data=b"{", content_type="application/json")
     c.get("/no/such/route/123")
+    c.get("/availabilities/")  # no rule has the trailing slash
+    assert c.get("/availabilities").status_code == 405  # a known route, the wrong method
     assert sample("atp_bridge_requests_total", route="/availabilities", status="200") - before_ok == 3
     assert sample("atp_bridge_requests_total", route="/availabilities", status="400") - before_bad == 1
-    assert sample("atp_bridge_requests_total", route="(unmatched)", status="404") - before_404 == 1
+    assert sample("atp_bridge_requests_total", route="/availabilities", status="405") - before_405 == 1
+    assert sample("atp_bridge_requests_total", route="(unmatched)", status="404") - before_404 == 2
 
 
 def test_latency_and_pairs_histograms_observe_each_webhook_call(client):

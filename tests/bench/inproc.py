@@ -76,12 +76,13 @@ def main() -> None:
     from atp_bridge.app import create_app
     from tests.bench import floor_app
 
-    log_file = open(tmp / "access.log", "a")
-    logging.basicConfig(stream=log_file, level=logging.INFO)  # a root handler: as under gunicorn
+    from atp_bridge.logs import BufferedStreamHandler, JsonFormatter
+
+    handler = BufferedStreamHandler(open(tmp / "access.log", "a"))  # as under gunicorn
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    logging.getLogger().setLevel(logging.INFO)
     bridge = create_app(str(write_config(tmp / "bench.yaml", csv_path.name)))
-    from atp_bridge.logs import JsonFormatter
-    for h in logging.getLogger().handlers:
-        h.setFormatter(JsonFormatter())
     gc.freeze()
     gc.set_threshold(7000, 10, 10)
     apps = {"floor": floor_app.app, "atp-bridge": bridge}
