@@ -92,7 +92,7 @@ class Adapter(abc.ABC):
         self.match_on = match_on
         self._serves: dict[str, bool] = {}
         # label children resolved once: fetch() must not look labels up per call
-        self._latency = metrics.ADAPTER_LATENCY.labels(name)
+        self._latency = metrics.batched(metrics.ADAPTER_LATENCY.labels(name))
         self._errors: dict[str, object] = {}
 
     @classmethod

@@ -131,8 +131,8 @@ class RedisAdapter(Adapter):
                        if self.bypassing else "requests fail (zero ATP) until it returns")
         self.outage = Outage(name, where, consequence)
         self.bypasses = 0
-        # label children resolved once, not per request
-        self._hits, self._misses, self._bypassed = (metrics.CACHE.labels(name, r)
+        # label children resolved once, not per request; written in batches
+        self._hits, self._misses, self._bypassed = (metrics.batched(metrics.CACHE.labels(name, r))
                                                     for r in ("hit", "miss", "bypass"))
         self._count_lock = threading.Lock()
         self._health: tuple[float, Health] | None = None

@@ -61,24 +61,26 @@ def request_id_from(given: str | None) -> str:
 
 
 class _Children:
-    """Label children resolved once per (route, status) / route / reason."""
+    """Batched label children (:func:`atp_bridge.metrics.batched`), resolved
+    once per (route, status) / route / reason."""
 
     def __init__(self):
         self.requests: dict = {}
         self.latency: dict = {}
         self.degraded: dict = {}
+        self.pairs = metrics.batched(metrics.PAIRS)
 
     def request(self, route: str, status: int):
         key = (route, status)
         child = self.requests.get(key)
         if child is None:
-            child = self.requests[key] = metrics.REQUESTS.labels(route, str(status))
+            child = self.requests[key] = metrics.batched(metrics.REQUESTS.labels(route, str(status)))
         return child
 
     def route_latency(self, route: str):
         child = self.latency.get(route)
         if child is None:
-            child = self.latency[route] = metrics.REQUEST_LATENCY.labels(route)
+            child = self.latency[route] = metrics.batched(metrics.REQUEST_LATENCY.labels(route))
         return child
 
     def degraded_reason(self, reason: str):
@@ -125,7 +127,7 @@ class AccessMiddleware:
         facts = environ.get(FACTS)
         if facts is not None:  # a webhook call that reached the bridge
             pairs, adapters, reason = facts
-            metrics.PAIRS.observe(pairs)
+            _children.pairs.observe(pairs)
             if reason:
                 _children.degraded_reason(reason).inc()
         else:

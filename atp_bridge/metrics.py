@@ -4,6 +4,15 @@ Every metric object lives here, prefixed ``atp_bridge_``. Adapters and views
 import what they need and cache their label children (``.labels(...)`` once,
 then ``.inc()`` / ``.observe()``), so the hot path does no label lookups.
 
+Updates made on every request go through :func:`batched` handles: they add up
+in plain Python under a lock and reach prometheus_client in one write per
+bucket when :func:`flush` runs (every :data:`FLUSH_S` seconds from a daemon
+thread, before every ``GET /metrics`` render, and at exit). In multiprocess
+mode each prometheus_client update is a locked write into a memory-mapped file
+(plus a ``getpid``); seven of them per request were the biggest item left in
+the profile of a small request. The price: another worker's latest second may
+be missing from a scrape.
+
 Under gunicorn, ``atp-bridge serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at a
 fresh directory before any worker starts; prometheus_client then keeps each
 worker's values in files there, :func:`render` merges them with a
@@ -19,13 +28,18 @@ API for adapters (all label values are strings)::
 """
 from __future__ import annotations
 
+import atexit
 import os
+import threading
+import time
+from bisect import bisect_left
 
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge,
                                Histogram, generate_latest)
 
 __all__ = ["REQUESTS", "REQUEST_LATENCY", "PAIRS", "ADAPTER_LATENCY", "ADAPTER_ERRORS", "DEGRADED",
-           "CACHE", "CSV_RELOADS", "CSV_ROWS", "CIRCUIT_STATE", "render", "MULTIPROC_ENV"]
+           "CACHE", "CSV_RELOADS", "CSV_ROWS", "CIRCUIT_STATE", "render", "MULTIPROC_ENV", "batched",
+           "flush", "FLUSH_S"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -62,9 +76,132 @@ CIRCUIT_STATE = Gauge("atp_bridge_circuit_state",
                       ["adapter"], multiprocess_mode="livemax")
 
 
+FLUSH_S = 1.0
+
+
+class _BatchedCounter:
+    """``inc`` adds here; :meth:`flush` hands the sum to the counter child."""
+
+    __slots__ = ("child", "lock", "n")
+
+    def __init__(self, child):
+        self.child, self.lock, self.n = child, threading.Lock(), 0
+
+    def inc(self, amount: float = 1) -> None:
+        with self.lock:
+            self.n += amount
+
+    def flush(self) -> None:
+        self.flush_to(self.child)
+
+    def flush_to(self, child) -> None:
+        """Hand the pending sum to ``child`` (None: drop it)."""
+        with self.lock:
+            n, self.n = self.n, 0
+        if n and child is not None:
+            child.inc(n)
+
+
+class _BatchedHistogram:
+    """``observe`` counts into the child's buckets here; :meth:`flush` adds the
+    counts and the sum to the histogram child."""
+
+    __slots__ = ("child", "lock", "bounds", "counts", "total")
+
+    def __init__(self, child):
+        self.child, self.lock = child, threading.Lock()
+        self.bounds = tuple(child._upper_bounds)  # ascending, +Inf last
+        self.counts, self.total = [0] * len(self.bounds), 0.0
+
+    def observe(self, value: float) -> None:
+        i = bisect_left(self.bounds, value)  # the first bucket with value <= bound, like observe()
+        with self.lock:
+            self.counts[i] += 1
+            self.total += value
+
+    def flush(self) -> None:
+        self.flush_to(self.child)
+
+    def flush_to(self, child) -> None:
+        """Add the pending counts and sum to ``child`` (None: drop them)."""
+        with self.lock:
+            counts, self.counts = self.counts, [0] * len(self.bounds)
+            total, self.total = self.total, 0.0
+        if child is not None and any(counts):
+            buckets = child._buckets
+            for i, n in enumerate(counts):
+                if n:
+                    buckets[i].inc(n)
+            child._sum.inc(total)
+
+
+class _Batches:
+    """Every batched handle of this process, and the thread that flushes them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.handles: dict[int, object] = {}
+        self.thread: threading.Thread | None = None
+        os.register_at_fork(after_in_child=self._after_fork)
+        atexit.register(self.flush)
+
+    def _after_fork(self) -> None:
+        """A forked child keeps the handles, not the parent's pending counts
+        (the parent writes those) nor its locks and thread."""
+        self.lock = threading.Lock()
+        self.thread = None
+        for handle in self.handles.values():
+            handle.lock = threading.Lock()
+            handle.flush_to(None)
+        if self.handles:
+            self._start()
+
+    def _start(self) -> None:
+        self.thread = threading.Thread(target=self._run, name="atp-bridge-metrics", daemon=True)
+        self.thread.start()
+
+    def get(self, child):
+        handle = self.handles.get(id(child))
+        if handle is None:
+            with self.lock:
+                handle = self.handles.get(id(child))
+                if handle is None:
+                    kind = _BatchedHistogram if hasattr(child, "_upper_bounds") else _BatchedCounter
+                    handle = self.handles[id(child)] = kind(child)
+                if self.thread is None:
+                    self._start()
+        return handle
+
+    def flush(self) -> None:
+        for handle in list(self.handles.values()):
+            handle.flush()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(FLUSH_S)
+            self.flush()
+
+
+_batches = _Batches()
+
+
+def batched(child):
+    """A handle on a counter child (``inc``) or histogram child (``observe``)
+    whose updates are written in batches (see the module docstring). One
+    handle per child; label children are never removed, so neither are handles."""
+    return _batches.get(child)
+
+
+def flush() -> None:
+    """Write every batched update of this process to prometheus_client now."""
+    _batches.flush()
+
+
 def render() -> tuple[bytes, str]:
     """The exposition body and its content type, merged across workers when
-    ``PROMETHEUS_MULTIPROC_DIR`` is set."""
+    ``PROMETHEUS_MULTIPROC_DIR`` is set. This process's batched updates are
+    flushed first."""
+    flush()
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 

@@ -9,6 +9,7 @@ VALUES = {"US01": {"1000061": 3}}
 
 
 def sample(name, **labels):
+    metrics.flush()  # hot-path metrics are written in batches
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
@@ -178,3 +179,51 @@ def make_cache():
     yield make
     for a in made:
         a.close()
+
+
+def test_a_batched_histogram_fills_the_same_buckets_as_observe():
+    from prometheus_client import CollectorRegistry, Histogram
+    h = Histogram("t_batched", "x", ["way"], buckets=(0.001, 0.01, 1.0), registry=CollectorRegistry())
+    values = [0.0, 0.0005, 0.001, 0.001000001, 0.01, 0.5, 1.0, 1.5, 1e9]  # on, under and over bounds
+    direct, handle = h.labels("direct"), metrics.batched(h.labels("batched"))
+    for v in values:
+        direct.observe(v)
+        handle.observe(v)
+    assert [b.get() for b in h.labels("batched")._buckets] == [0, 0, 0, 0]  # not written yet
+    metrics.flush()
+    assert [b.get() for b in h.labels("batched")._buckets] == [b.get() for b in direct._buckets] == [3, 2, 2, 2]
+    assert h.labels("batched")._sum.get() == direct._sum.get() == sum(values)
+    metrics.flush()  # nothing pending: nothing added twice
+    assert h.labels("batched")._sum.get() == sum(values)
+
+
+def test_a_batched_counter_adds_up_and_a_fork_does_not_write_its_parents_pending_counts():
+    import os
+
+    from prometheus_client import CollectorRegistry, Counter
+    c = Counter("t_batched_counter", "x", registry=CollectorRegistry())
+    handle = metrics.batched(c)
+    handle.inc()
+    handle.inc(4)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        metrics.flush()
+        os.write(write, str(c._value.get()).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 64) == b"0.0"  # the child dropped what its parent had pending
+    os.close(read)
+    metrics.flush()
+    assert c._value.get() == 5
+
+
+def test_a_scrape_includes_this_process_s_latest_counts(client):
+    c = client()
+    before = sample("atp_bridge_requests_total", route="/availabilities", status="200")
+    c.post("/availabilities", json=SPEC_SAMPLE)
+    text = c.get("/metrics").text  # render() flushes first
+    line = next(ln for ln in text.splitlines()
+                if ln.startswith('atp_bridge_requests_total{route="/availabilities",status="200"}'))
+    assert float(line.split()[-1]) == before + 1

@@ -25,6 +25,17 @@ def counter(text: str, route: str, status: str = "200") -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def settled_metrics(served, route: str, expected: float, timeout: float = 15) -> str:
+    """``/metrics`` once ``route``'s 200 count reached ``expected`` (or after
+    ``timeout``): each worker writes its batched counts within metrics.FLUSH_S."""
+    end = time.monotonic() + timeout
+    while True:
+        text = served.get("/metrics").text
+        if counter(text, route) >= expected or time.monotonic() > end:
+            return text
+        time.sleep(0.1)
+
+
 def workers_of(pid: int) -> list[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as f:
         return [int(p) for p in f.read().split()]
@@ -36,8 +47,8 @@ def test_metrics_count_exactly_across_two_workers(serve, tmp_path):
     for _ in range(n):
         assert served.post(BODY).status_code == 200
     resp = served.get("/metrics")
-    text = resp.text
     assert resp.status_code == 200 and resp.headers["Content-Type"].startswith("text/plain")
+    text = settled_metrics(served, "/availabilities", n)
     assert counter(text, "/availabilities") == n
     assert re.search(r"^atp_bridge_request_pairs_count (\S+)$", text, re.M).group(1) == f"{float(n)}"
     # served by a MultiProcessCollector (the default registry would add process_* metrics)
@@ -56,7 +67,8 @@ def test_counts_of_a_worker_that_exited_stay_in_the_totals(serve, tmp_path):
         time.sleep(0.1)
     for _ in range(5):
         served.post(BODY)
-    assert counter(served.get("/metrics").text, "/availabilities") == 15
+    # the exited worker wrote its pending counts at exit
+    assert counter(settled_metrics(served, "/availabilities", 15), "/availabilities") == 15
 
 
 def test_sigterm_lets_an_in_flight_request_finish(serve, tmp_path):

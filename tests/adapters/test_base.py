@@ -4,6 +4,8 @@ import time
 import pytest
 from prometheus_client import REGISTRY
 
+from atp_bridge import metrics
+
 from adapters.base import Adapter, Batch
 from atp_bridge.errors import AdapterError
 
@@ -21,6 +23,7 @@ class Scripted(Adapter):
 
 
 def value(name, **labels):
+    metrics.flush()  # hot-path metrics are written in batches
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
