@@ -148,12 +148,14 @@ class Adapter(abc.ABC):
             raise AdapterTimeout(self.name, f"timed out: {e}") from e
         except Exception as e:  # converted at the boundary, never swallowed
             raise AdapterError(self.name, f"{type(e).__name__}: {e}") from e
-        if isinstance(answer, Mapping):
-            get = answer.get
-            return [get(pair) for pair in batch.pairs()]
-        if len(answer) != len(batch):
+        if type(answer) is not list:  # the common case first: a list needs no conversion
+            if isinstance(answer, Mapping):
+                get = answer.get
+                return [get(pair) for pair in batch.pairs()]
+            answer = list(answer)
+        if len(answer) != len(batch.products) * len(batch.locations):
             raise AdapterError(self.name, f"returned {len(answer)} values for {len(batch)} pairs")
-        return answer if isinstance(answer, list) else list(answer)
+        return answer
 
     @abc.abstractmethod
     def lookup(self, batch: Batch) -> "Sequence | Mapping[tuple[str, str], int | float]":

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from adapters import adapter_class
-from adapters.base import Adapter, Batch, Health
+from adapters.base import Adapter, Health
 from atp_bridge.config_types import BridgeConfig
 from atp_bridge.errors import AdapterError, AdapterTimeout
 from atp_bridge.planner import Planner, finalize, merge
@@ -113,23 +113,17 @@ class Bridge:
         omit = self.config.omit_unknown if omit_unknown is None else omit_unknown
         started = time.monotonic() if started is None else started
         deadline = started + self.deadline_s
-        n_p, n_l = len(pids), len(locations)
-        keys = {"external_identifier": eids, "product_id": pids}
         routes = self.planner.routes(tuple(locations))
         answers: list = [None] * len(routes)
         failures: list[tuple[int, AdapterError]] = []
-        pending = {}
-        for i, route in enumerate(routes):
-            if route.adapter.blocking:
-                batch = Batch(keys[route.adapter.match_on], route.locations, deadline)
-                pending[self.executor.submit(route.adapter.fetch, batch)] = i
-        for i, route in enumerate(routes):  # in-memory adapters run while the pool works
-            if not route.adapter.blocking:
-                try:
-                    answers[i] = route.adapter.fetch(Batch(keys[route.adapter.match_on],
-                                                           route.locations, deadline))
-                except AdapterError as e:
-                    failures.append((i, e))
+        # blocking adapters go to the pool first; in-memory ones run here meanwhile
+        pending = {self.executor.submit(route.adapter.fetch, route.batch(pids, eids, deadline)): i
+                   for i, route in routes.blocking}
+        for i, route in routes.inline:
+            try:
+                answers[i] = route.adapter.fetch(route.batch(pids, eids, deadline))
+            except AdapterError as e:
+                failures.append((i, e))
         if pending:
             done, not_done = wait(pending, timeout=max(0.0, deadline - time.monotonic()))
             for fut in not_done:
@@ -146,6 +140,7 @@ class Bridge:
         if time.monotonic() > deadline and not failures:
             failures.append((-1, AdapterTimeout("*", "deadline passed while merging")))
 
+        n_p, n_l = len(pids), len(locations)
         result = Answer([], routes=routes, outcomes=answers)
         if failures:
             failures.sort(key=lambda f: f[0])

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-from adapters.base import Adapter
+from adapters.base import Adapter, Batch
 
 # merge mode -> how a later (lower-priority) value combines with the current one
 _COMBINE = {
@@ -25,7 +25,7 @@ _COMBINE = {
 class Route:
     """One adapter's share of a request's locations."""
 
-    __slots__ = ("adapter", "loc_idx", "locations", "aligned")
+    __slots__ = ("adapter", "loc_idx", "locations", "aligned", "by_product_id")
 
     def __init__(self, adapter: Adapter, loc_idx: tuple[int, ...], locations: tuple[str, ...],
                  n_locations: int):
@@ -33,6 +33,11 @@ class Route:
         self.loc_idx = loc_idx
         self.locations = locations
         self.aligned = len(loc_idx) == n_locations  # routed every location
+        self.by_product_id = adapter.match_on == "product_id"
+
+    def batch(self, pids: Sequence[str], eids: Sequence[str], deadline: float) -> Batch:
+        """This route's batch: the request's products (by the adapter's key) x its locations."""
+        return Batch(pids if self.by_product_id else eids, self.locations, deadline)
 
     def positions(self, n_products: int, n_locations: int) -> Sequence[int]:
         """Indexes into the request's flat P*L grid, in the adapter's batch order."""
@@ -43,9 +48,15 @@ class Route:
 
 
 class Plan(tuple):
-    """The routes for one list of locations, and their safety stock (None: all 0)."""
+    """The routes for one list of locations, and their safety stock (None: all 0).
+
+    ``blocking`` and ``inline`` are the ``(index, route)`` pairs whose adapter
+    does / does not block (thread pool / called in the request's thread).
+    """
 
     safety: tuple[float, ...] | None = None
+    blocking: tuple = ()
+    inline: tuple = ()
 
 
 class Planner:
@@ -67,6 +78,8 @@ class Planner:
             if idx:
                 out.append(Route(adapter, idx, tuple(locations[i] for i in idx), len(locations)))
         plan = Plan(out)
+        plan.blocking = tuple((i, r) for i, r in enumerate(out) if r.adapter.blocking)
+        plan.inline = tuple((i, r) for i, r in enumerate(out) if not r.adapter.blocking)
         if self.safety_stock is not None:
             safety = tuple(self.safety_stock.for_location(loc) for loc in locations)
             plan.safety = safety if any(safety) else None
