@@ -21,6 +21,7 @@ import time
 from flask import Flask
 
 from atp_bridge import metrics
+from atp_bridge.logs import make_record
 
 __all__ = ["register", "request_id_from", "REQUEST_ID_HEADER", "FACTS"]
 
@@ -134,11 +135,11 @@ class AccessMiddleware:
             pairs, adapters, reason = 0, None, None
         level = logging.INFO if route in self.webhooks else logging.DEBUG
         if access_log.isEnabledFor(level):
-            access_log.log(level, {
+            access_log.handle(make_record(access_log.name, level, {
                 "msg": "access", "request_id": rid, "method": environ.get("REQUEST_METHOD"),
                 "path": environ.get("PATH_INFO"), "status": status, "pairs": pairs,
                 "adapters": adapters, "duration_ms": round(elapsed * 1000, 3),
-                "degraded": reason or None, "remote": environ.get("REMOTE_ADDR")})
+                "degraded": reason or None, "remote": environ.get("REMOTE_ADDR")}))
         return body
 
 

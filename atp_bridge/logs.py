@@ -22,7 +22,7 @@ import weakref
 import orjson
 from gunicorn import glogging
 
-__all__ = ["JsonFormatter", "BufferedStreamHandler", "GunicornLogger", "setup_logging", "LEVEL_ENV",
+__all__ = ["JsonFormatter", "BufferedStreamHandler", "make_record", "GunicornLogger", "setup_logging", "LEVEL_ENV",
            "FLUSH_ENV", "gunicorn_logconfig", "flush_interval_ms"]
 
 LEVEL_ENV = "ATP_BRIDGE_LOG_LEVEL"
@@ -57,6 +57,35 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(out, default=str).decode("utf-8")
+
+
+# every attribute a LogRecord has, as Logger.log makes one with the caller lookup off
+_RECORD = {**vars(logging.LogRecord("", logging.INFO, "(unknown file)", 0, "", (), None,
+                                    "(unknown function)")),
+           "thread": None, "threadName": None, "process": None, "processName": None}
+
+
+def make_record(name: str, level: int, msg) -> logging.LogRecord:
+    """The record ``logging.getLogger(name).log(level, msg)`` would make (with
+    the caller lookup off, as :func:`setup_logging` sets it), built by copying
+    a template instead of running ``LogRecord.__init__``, which splits a path
+    and reads clocks and thread names on every call. For the access line: pass
+    it to ``Logger.handle``, which applies the logger's filters and handlers
+    exactly as ``log`` does."""
+    record = object.__new__(logging.LogRecord)
+    now = time.time()
+    record.__dict__ = {**_RECORD, "name": name, "msg": msg, "levelno": level,
+                       "levelname": logging.getLevelName(level), "created": now,
+                       "msecs": int((now - int(now)) * 1000) + 0.0,
+                       "relativeCreated": (now - logging._startTime) * 1000}
+    if logging.logThreads:  # setup_logging switches these three off
+        record.thread, record.threadName = threading.get_ident(), threading.current_thread().name
+    if logging.logProcesses:
+        record.process = os.getpid()
+    if logging.logMultiprocessing:
+        mp = sys.modules.get("multiprocessing")
+        record.processName = mp.current_process().name if mp is not None else "MainProcess"
+    return record
 
 
 def flush_interval_ms() -> float:

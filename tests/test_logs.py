@@ -154,3 +154,21 @@ def test_gunicorn_builds_no_access_line_of_its_own():
     # a plain gunicorn Logger with a logconfig_dict would build every request's atoms
     assert logger.access_log_enabled is False
     assert logger.access(None, None, {}, 0.001) is None
+
+
+@pytest.mark.parametrize("switches", [True, False])
+def test_make_record_gives_the_record_logger_log_would_make(monkeypatch, switches):
+    monkeypatch.setattr(logging, "_srcfile", None)  # as setup_logging sets it
+    for flag in ("logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, flag, switches)
+    made = logs.make_record("atp_bridge.access", logging.WARNING, {"msg": "access"})
+    logger = logging.Logger("atp_bridge.access")
+    seen = []
+    logger.handle = seen.append  # what log() hands over
+    logger.warning({"msg": "access"})
+    (logged,) = seen
+    clocks = {"created", "msecs", "relativeCreated"}
+    assert {k: v for k, v in vars(made).items() if k not in clocks} == \
+           {k: v for k, v in vars(logged).items() if k not in clocks}
+    assert set(vars(made)) == set(vars(logged)) and 0 <= logged.created - made.created < 60
+    assert (made.thread is None) is (not switches) and made.levelname == "WARNING"
