@@ -27,6 +27,7 @@ __all__ = ["register", "request_id_from", "REQUEST_ID_HEADER", "FACTS"]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 UNMATCHED = "(unmatched)"  # one label for every 404, so scanners cannot explode cardinality
+_UNMATCHED = (UNMATCHED, logging.DEBUG)
 FACTS = "atp_bridge.facts"  # environ key: (pairs, adapters, degraded reason) of a webhook call
 
 access_log = logging.getLogger("atp_bridge.access")
@@ -61,39 +62,6 @@ def request_id_from(given: str | None) -> str:
     return _ids.new()
 
 
-class _Children:
-    """Batched label children (:func:`atp_bridge.metrics.batched`), resolved
-    once per (route, status) / route / reason."""
-
-    def __init__(self):
-        self.requests: dict = {}
-        self.latency: dict = {}
-        self.degraded: dict = {}
-        self.pairs = metrics.batched(metrics.PAIRS)
-
-    def request(self, route: str, status: int):
-        key = (route, status)
-        child = self.requests.get(key)
-        if child is None:
-            child = self.requests[key] = metrics.batched(metrics.REQUESTS.labels(route, str(status)))
-        return child
-
-    def route_latency(self, route: str):
-        child = self.latency.get(route)
-        if child is None:
-            child = self.latency[route] = metrics.batched(metrics.REQUEST_LATENCY.labels(route))
-        return child
-
-    def degraded_reason(self, reason: str):
-        child = self.degraded.get(reason)
-        if child is None:
-            child = self.degraded[reason] = metrics.DEGRADED.labels(reason)
-        return child
-
-
-_children = _Children()
-
-
 class AccessMiddleware:
     """WSGI middleware around Flask's ``wsgi_app``: the bookkeeping of every request.
 
@@ -106,8 +74,16 @@ class AccessMiddleware:
 
     def __init__(self, wsgi_app, routes, webhooks):
         self.wsgi_app = wsgi_app
-        self.routes = {r: r for r in routes}
-        self.webhooks = frozenset(webhooks)
+        # path -> (route label, access line level); webhook calls are INFO, the rest DEBUG
+        self.routes = {r: (r, logging.INFO if r in webhooks else logging.DEBUG) for r in routes}
+        self.handles: dict = {}  # (route, status) -> batched (request count, latency) handles
+        self.pairs = metrics.batched(metrics.PAIRS)
+
+    def _handles(self, route: str, status: int) -> tuple:
+        handles = self.handles[route, status] = (
+            metrics.batched(metrics.REQUESTS.labels(route, str(status))),
+            metrics.batched(metrics.REQUEST_LATENCY.labels(route)))
+        return handles
 
     def __call__(self, environ: dict, start_response):
         t0 = time.perf_counter()
@@ -122,18 +98,18 @@ class AccessMiddleware:
         body = self.wsgi_app(environ, start)
         elapsed = time.perf_counter() - t0
         status = int(answered[-1][:3]) if answered else 500
-        route = self.routes.get(environ.get("PATH_INFO"), UNMATCHED)
-        _children.request(route, status).inc()
-        _children.route_latency(route).observe(elapsed)
+        route, level = self.routes.get(environ.get("PATH_INFO"), _UNMATCHED)
+        count, latency = self.handles.get((route, status)) or self._handles(route, status)
+        count.inc()
+        latency.observe(elapsed)
         facts = environ.get(FACTS)
         if facts is not None:  # a webhook call that reached the bridge
             pairs, adapters, reason = facts
-            _children.pairs.observe(pairs)
+            self.pairs.observe(pairs)
             if reason:
-                _children.degraded_reason(reason).inc()
+                metrics.DEGRADED.labels(reason).inc()
         else:
             pairs, adapters, reason = 0, None, None
-        level = logging.INFO if route in self.webhooks else logging.DEBUG
         if access_log.isEnabledFor(level):
             access_log.handle(make_record(access_log.name, level, {
                 "msg": "access", "request_id": rid, "method": environ.get("REQUEST_METHOD"),

@@ -17,7 +17,7 @@ from adapters import adapter_class
 from adapters.base import Adapter, Health
 from atp_bridge.config_types import BridgeConfig
 from atp_bridge.errors import AdapterError, AdapterTimeout
-from atp_bridge.planner import Planner, finalize, merge
+from atp_bridge.planner import Plan, Planner, finalize, merge
 
 log = logging.getLogger("atp_bridge")
 
@@ -33,12 +33,13 @@ class Answer:
 
     atps: list
     degraded: list[str] = field(default_factory=list)
-    routes: tuple = ()
+    routes: Plan = field(default_factory=Plan)
     outcomes: list = field(default_factory=list)
 
     @property
-    def adapters(self) -> list[str]:
-        return [r.adapter.name for r in self.routes]
+    def adapters(self) -> tuple[str, ...]:
+        """The names of the adapters asked, in priority order."""
+        return self.routes.names
 
     @property
     def reason(self) -> str:

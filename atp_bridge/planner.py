@@ -51,12 +51,14 @@ class Plan(tuple):
     """The routes for one list of locations, and their safety stock (None: all 0).
 
     ``blocking`` and ``inline`` are the ``(index, route)`` pairs whose adapter
-    does / does not block (thread pool / called in the request's thread).
+    does / does not block (thread pool / called in the request's thread);
+    ``names`` the adapters' names, in priority order.
     """
 
     safety: tuple[float, ...] | None = None
     blocking: tuple = ()
     inline: tuple = ()
+    names: tuple[str, ...] = ()
 
 
 class Planner:
@@ -80,6 +82,7 @@ class Planner:
         plan = Plan(out)
         plan.blocking = tuple((i, r) for i, r in enumerate(out) if r.adapter.blocking)
         plan.inline = tuple((i, r) for i, r in enumerate(out) if not r.adapter.blocking)
+        plan.names = tuple(r.adapter.name for r in out)
         if self.safety_stock is not None:
             safety = tuple(self.safety_stock.for_location(loc) for loc in locations)
             plan.safety = safety if any(safety) else None

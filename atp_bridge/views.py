@@ -79,7 +79,7 @@ def availabilities():
         atps, reason, used = answer.atps, answer.reason, answer.adapters
     except Exception:  # an internal bug still gets NewStore an explicit answer
         log.exception("internal error answering availabilities; answering zero ATP")
-        atps, reason, used = [0] * n_pairs, "internal", []
+        atps, reason, used = [0] * n_pairs, "internal", ()
     environ[FACTS] = (n_pairs, used, reason)  # for the access line and metrics
 
     # one comprehension, no per-row index arithmetic: zip(locations, it) takes

@@ -51,7 +51,7 @@ def test_one_access_line_per_webhook_call_with_its_facts(client, caplog):
     (line,) = access_lines(caplog)
     assert resp.status_code == 200
     assert line["request_id"] == "req-1" and line["method"] == "POST" and line["path"] == "/availabilities"
-    assert line["status"] == 200 and line["pairs"] == 6 and line["adapters"] == ["stock"]
+    assert line["status"] == 200 and line["pairs"] == 6 and line["adapters"] == ("stock",)
     assert line["degraded"] is None and line["duration_ms"] >= 0
 
 
