@@ -59,6 +59,17 @@ class Batch:
         return f"Batch({len(self.products)} products x {len(self.locations)} locations)"
 
 
+class WholeNumbers(list):
+    """An answer whose every value is an ``int`` >= 0 or None (unknown).
+
+    An adapter may return one from :meth:`Adapter.lookup` when it knows this
+    holds (the CSV adapter does for a file of whole numbers): the bridge then
+    skips flooring and clamping each value, a pass over every pair.
+    """
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class Health:
     """An adapter's readiness as reported on ``/readyz``."""
@@ -148,7 +159,7 @@ class Adapter(abc.ABC):
             raise AdapterTimeout(self.name, f"timed out: {e}") from e
         except Exception as e:  # converted at the boundary, never swallowed
             raise AdapterError(self.name, f"{type(e).__name__}: {e}") from e
-        if type(answer) is not list:  # the common case first: a list needs no conversion
+        if not isinstance(answer, list):  # a list (or WholeNumbers) needs no conversion
             if isinstance(answer, Mapping):
                 get = answer.get
                 return [get(pair) for pair in batch.pairs()]
@@ -163,7 +174,8 @@ class Adapter(abc.ABC):
 
         Return either a sequence aligned with ``batch.pairs()`` (None where the
         source does not know the pair) or a mapping ``{(product, location): atp}``
-        holding only the pairs the source knows. Raise on failure.
+        holding only the pairs the source knows. Raise on failure. A
+        :class:`WholeNumbers` list promises ints >= 0 (or None) and is used as is.
         """
 
     def health(self) -> Health:

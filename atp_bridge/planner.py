@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-from adapters.base import Adapter, Batch
+from adapters.base import Adapter, Batch, WholeNumbers
 
 # merge mode -> how a later (lower-priority) value combines with the current one
 _COMBINE = {
@@ -109,6 +109,10 @@ def finalize(grid: list, safety: Sequence[float] | None, unknown=None) -> list:
     Unknown pairs (None) become ``unknown``: None to tell them apart
     (``omit_unknown``), else 0.
     """
+    if not safety and type(grid) is WholeNumbers:  # ints >= 0 already: fill in the unknowns only
+        if unknown is None or None not in grid:  # `in` scans in C
+            return list(grid)
+        return [unknown if v is None else v for v in grid]
     floor = math.floor
     if not safety:
         return [unknown if v is None else (floor(v) if v > 0 else 0) for v in grid]

@@ -3,8 +3,10 @@ import logging
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from atp_bridge import create_app
+from atp_bridge import create_app, planner
 from tests import fake_adapters
 
 BODY = {"products": [{"product_id": "A", "external_identifier": "A"},
@@ -110,8 +112,17 @@ def test_adapters_run_concurrently_under_one_deadline(config_file):
 
 
 def test_an_internal_bug_is_an_all_zero_answer_not_a_500(config_file, monkeypatch):
-    from atp_bridge import planner
     monkeypatch.setattr(planner, "finalize", lambda *a: 1 / 0)
     monkeypatch.setattr("atp_bridge.bridge.finalize", lambda *a: 1 / 0)
     got, degraded = ask(config_file, [ERP])
     assert degraded == "internal" and set(got.values()) == {0} and len(got) == 6
+
+
+@settings(max_examples=300, deadline=None)
+@given(grid=st.lists(st.one_of(st.none(), st.integers(0, 10**12))), unknown=st.sampled_from([None, 0]))
+def test_finalize_takes_whole_numbers_as_they_are_and_answers_like_the_general_rule(grid, unknown):
+    from adapters.base import WholeNumbers
+    whole = WholeNumbers(grid)
+    out = planner.finalize(whole, None, unknown)
+    assert out == planner.finalize(list(grid), None, unknown)
+    assert out is not whole and type(out) is list  # a copy: holds may zero pairs in it

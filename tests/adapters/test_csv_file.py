@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 import atp_bridge.errors
 from adapters import adapter_class
 from adapters import csv_file, csv_table
-from adapters.base import Batch
+from adapters.base import Batch, WholeNumbers
 from adapters.csv_file import CsvAdapter
 from adapters.csv_table import load_table
 from atp_bridge.config_types import AdapterSpec
@@ -153,6 +153,19 @@ def test_the_layout_is_chosen_by_how_full_the_grid_is():
     dense = table("product,location,atp\n" + "".join(f"P{i},L{j},1\n" for i in range(4) for j in range(4)))
     sparse = table("product,location,atp\n" + "".join(f"P{i},L{i},1\n" for i in range(8)))
     assert (dense.layout, sparse.layout) == ("dense", "sparse")
+
+
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_a_file_of_whole_numbers_answers_ints_the_bridge_need_not_floor(layout):
+    whole = table("product,location,atp\nA,L1,3\nA,L2,0\nB,L1,7.0\n", layout=layout)
+    answer = whole.lookup(["A", "B", "C"], ["L1", "L2", "L9"])
+    assert whole.whole and type(answer) is WholeNumbers
+    assert answer == [3, 0, None, 7, None, None, None, None, None]
+    assert {type(v) for v in answer} == {int, type(None)}
+    for text in ("A,L1,3\nA,L2,2.5\n", "A,L1,3\nA,L2,-1\n", "A,L1,1e19\n"):  # a fraction, a negative, > int64
+        mixed = table("product,location,atp\n" + text, layout=layout)
+        answer = mixed.lookup(["A"], ["L1"])
+        assert not mixed.whole and type(answer) is list and answer == [float(text.split(",")[2].split()[0])]
 
 
 ids = st.text(alphabet="ab1é,\" ", min_size=1, max_size=3).filter(lambda s: s[0] != " ")
