@@ -13,14 +13,15 @@ from tests.serve import ROOT
 _PLUMBING = ("(threading.py)", "(concurrent/futures/thread.py)", "(<frozen runpy>)", "(click/core.py)",
              "(atp_bridge/cli.py)", "(atp_bridge/server.py)", "(gunicorn/arbiter.py)",
              "(gunicorn/app/base.py)", "(gunicorn/workers/base.py)")
-# a sample goes to the first category any frame of its stack matches
+# a sample goes to the first category any frame of its stack matches: innermost layers first
+# (the access middleware wraps Flask, so it comes after Flask and only gets its own work)
 CATEGORIES = (
     ("gunicorn's own access line (gunicorn.access)", ("(gunicorn/glogging.py",)),
-    ("access.py: request id, metrics, JSON access line", ("(atp_bridge/access.py",)),
     ("Bridge.answer: routes, CSV lookup, finalize", ("Bridge.answer (",)),
     ("orjson.dumps + Response (json_response)", ("json_response (",)),
     ("view: read body, orjson.loads, parse_request, rows", ("availabilities (atp_bridge/views.py",)),
-    ("Flask / Werkzeug: context, routing, hooks, response", ("(flask/", "(werkzeug/")),
+    ("Flask / Werkzeug: context, routing, response", ("(flask/", "(werkzeug/")),
+    ("access middleware: request id, metrics, JSON access line", ("(atp_bridge/access.py",)),
     ("gunicorn: HTTP parsing, socket I/O, accept loop", ("(gunicorn/",)),
 )
 HINT = "py-spy not found: pip install py-spy (it needs ptrace: root or CAP_SYS_PTRACE)"
