@@ -13,14 +13,17 @@ from tests.serve import ROOT
 _PLUMBING = ("(threading.py)", "(concurrent/futures/thread.py)", "(<frozen runpy>)", "(click/core.py)",
              "(atp_bridge/cli.py)", "(atp_bridge/server.py)", "(gunicorn/arbiter.py)",
              "(gunicorn/app/base.py)", "(gunicorn/workers/base.py)")
-# a sample goes to the first category any frame of its stack matches: innermost layers first
-# (the access middleware wraps Flask, so it comes after Flask and only gets its own work)
+# a sample goes to the category of its innermost frame that matches one (so work the
+# view does through Werkzeug counts as Flask / Werkzeug, and the access middleware, which
+# Flask.__call__ calls, gets only its own work)
 CATEGORIES = (
     ("gunicorn's own access line (gunicorn.access)", ("(gunicorn/glogging.py",)),
-    ("Bridge.answer: routes, CSV lookup, finalize", ("Bridge.answer (",)),
+    ("bridge and adapters: routes, CSV lookup, finalize", ("(atp_bridge/bridge.py",
+                                                          "(atp_bridge/planner.py", "(adapters/")),
     ("orjson.dumps + Response (json_response)", ("json_response (",)),
-    ("view: read body, orjson.loads, parse_request, rows", ("availabilities (atp_bridge/views.py",)),
-    ("Flask / Werkzeug: context, routing, response", ("(flask/", "(werkzeug/")),
+    ("view: orjson.loads, parse_request, rows", ("availabilities (atp_bridge/views.py",
+                                                 "(atp_bridge/schemas.py")),
+    ("Flask / Werkzeug: context, routing, request body, response", ("(flask/", "(werkzeug/")),
     ("access middleware: request id, metrics, JSON access line", ("(atp_bridge/access.py",)),
     ("gunicorn: HTTP parsing, socket I/O, accept loop", ("(gunicorn/",)),
 )
@@ -61,6 +64,16 @@ def _function(frame: str) -> str:
     return head + ")" if sep else short
 
 
+def category(frames: list[str]) -> str:
+    """The category of the innermost frame that matches one (``frames`` run outermost first)."""
+    for frame in reversed(frames):
+        short = _short(frame)
+        for name, marks in CATEGORIES:
+            if any(m in short for m in marks):
+                return name
+    return "other"
+
+
 def summarize(raw: Path, top: int = 15) -> dict:
     """Categories, inclusive time by function and self time by line, as % of GIL-holding samples."""
     self_t, incl, cats = Counter(), Counter(), Counter()
@@ -73,9 +86,7 @@ def summarize(raw: Path, top: int = 15) -> dict:
             continue
         total += n
         self_t[_short(frames[-1])] += n
-        shorts = [_short(f) for f in frames]
-        cats[next((name for name, marks in CATEGORIES
-                   if any(m in f for f in shorts for m in marks)), "other")] += n
+        cats[category(frames)] += n
         for fn in {fn for f in frames if not (fn := _function(f)).endswith(_PLUMBING)}:
             incl[fn] += n
     pct = (lambda c: [(k, 100 * v / total) for k, v in c.most_common(top)]) if total else (lambda c: [])
