@@ -112,10 +112,11 @@ class BufferedStreamHandler(logging.StreamHandler):
     and on :meth:`flush`/:meth:`close` (``logging.shutdown`` at exit). Why: a
     ``write`` per access line is a system call per request, and each one
     releases the GIL; under gunicorn's threads those hand-offs cost a small
-    request ~5% of a worker's throughput (docs/benchmarks.md). The price: a
+    request ~8% of a worker's throughput (docs/benchmarks.md). The price: a
     process killed with SIGKILL loses up to ``flush_ms`` of lines.
-    ``flush_ms=0`` writes every line at once. A forked child (a gunicorn
-    worker) starts with an empty buffer: its parent writes its own lines.
+    ``flush_ms=0`` writes every line at once. A fork waits for a write in
+    progress, and the child (a gunicorn worker) starts with an empty buffer:
+    its parent writes its own lines.
     """
 
     max_bytes = 64 * 1024
@@ -124,8 +125,12 @@ class BufferedStreamHandler(logging.StreamHandler):
         super().__init__(sys.stderr if stream is None else stream)
         self.interval = (flush_interval_ms() if flush_ms is None else flush_ms) / 1000
         self._reset()
-        ref = weakref.WeakMethod(self._reset)
-        os.register_at_fork(after_in_child=lambda: (m := ref()) and m())
+        # A fork waits for a write in progress (the flusher's, in gunicorn's master): a child
+        # forked mid-write would inherit the stream's internal lock held by a thread it lacks.
+        ref = weakref.ref(self)
+        os.register_at_fork(before=lambda: (h := ref()) and h.acquire(),
+                            after_in_parent=lambda: (h := ref()) and h.release(),
+                            after_in_child=lambda: (h := ref()) and h._reset())
 
     def _reset(self) -> None:
         self._lines: list[str] = []

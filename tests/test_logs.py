@@ -172,3 +172,28 @@ def test_make_record_gives_the_record_logger_log_would_make(monkeypatch, switche
            {k: v for k, v in vars(logged).items() if k not in clocks}
     assert set(vars(made)) == set(vars(logged)) and 0 <= logged.created - made.created < 60
     assert (made.thread is None) is (not switches) and made.levelname == "WARNING"
+
+
+def test_a_fork_waits_for_a_write_in_progress():
+    import threading
+    handler = logs.BufferedStreamHandler(io.StringIO(), flush_ms=60_000)
+    writing, done = threading.Event(), threading.Event()
+
+    def slow_write():  # the flusher thread in the middle of a write
+        with handler.lock:
+            writing.set()
+            time.sleep(0.3)
+            done.set()
+
+    writer = threading.Thread(target=slow_write)
+    writer.start()
+    writing.wait(10)
+    pid = os.fork()
+    if pid == 0:
+        handler.flush()  # the child's lock is free: no deadlock
+        os._exit(0)
+    assert done.is_set()  # the fork happened only after the write finished
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    writer.join()
+    handler.close()
