@@ -111,9 +111,12 @@ class AccessMiddleware:
         else:
             pairs, adapters, reason = 0, None, None
         if access_log.isEnabledFor(level):
+            path = environ.get("PATH_INFO", "")
+            if not path.isascii():  # WSGI strings are latin-1 decoded bytes; paths are UTF-8
+                path = path.encode("latin-1", "replace").decode("utf-8", "replace")
             access_log.handle(make_record(access_log.name, level, {
                 "msg": "access", "request_id": rid, "method": environ.get("REQUEST_METHOD"),
-                "path": environ.get("PATH_INFO"), "status": status, "pairs": pairs,
+                "path": path, "status": status, "pairs": pairs,
                 "adapters": adapters, "duration_ms": round(elapsed * 1000, 3),
                 "degraded": reason or None, "remote": environ.get("REMOTE_ADDR")}))
         return body

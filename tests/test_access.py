@@ -98,3 +98,10 @@ def test_generated_request_ids_are_unique_and_a_forked_worker_draws_a_new_prefix
     child = os.read(read, 64).decode()
     os.close(read)
     assert len(child) == 32 and child[:16] != ids[0][:16]
+
+
+def test_the_access_line_shows_a_non_ascii_path_as_the_caller_sent_it(client, caplog):
+    with caplog.at_level(logging.DEBUG, logger="atp_bridge"):
+        assert client.get("/caf\u00e9/stores").status_code == 404
+    (line,) = access_lines(caplog)
+    assert line["path"] == "/caf\u00e9/stores" and line["status"] == 404
