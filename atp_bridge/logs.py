@@ -114,9 +114,9 @@ class BufferedStreamHandler(logging.StreamHandler):
     releases the GIL; under gunicorn's threads those hand-offs cost a small
     request ~8% of a worker's throughput (docs/benchmarks.md). The price: a
     process killed with SIGKILL loses up to ``flush_ms`` of lines.
-    ``flush_ms=0`` writes every line at once. A fork waits for a write in
-    progress, and the child (a gunicorn worker) starts with an empty buffer:
-    its parent writes its own lines.
+    ``flush_ms=0`` writes every line at once. A fork writes the held lines
+    first (waiting for a write in progress), and the child (a gunicorn worker)
+    starts with an empty buffer.
     """
 
     max_bytes = 64 * 1024
@@ -127,10 +127,15 @@ class BufferedStreamHandler(logging.StreamHandler):
         self._reset()
         # A fork waits for a write in progress (the flusher's, in gunicorn's master): a child
         # forked mid-write would inherit the stream's internal lock held by a thread it lacks.
+        # It also writes what is held first, so the master's lines come before its workers'.
         ref = weakref.ref(self)
-        os.register_at_fork(before=lambda: (h := ref()) and h.acquire(),
+        os.register_at_fork(before=lambda: (h := ref()) and h._before_fork(),
                             after_in_parent=lambda: (h := ref()) and h.release(),
                             after_in_child=lambda: (h := ref()) and h._reset())
+
+    def _before_fork(self) -> None:
+        self.acquire()
+        self._write()
 
     def _reset(self) -> None:
         self._lines: list[str] = []
