@@ -142,10 +142,14 @@ def test_the_gunicorn_logconfig_formats_with_the_same_formatter():
     assert cfg["loggers"]["gunicorn.error"]["propagate"] is True
 
 
-def test_gunicorn_builds_no_access_line_of_its_own():
+def test_gunicorn_builds_no_access_line_of_its_own(monkeypatch):
     from gunicorn.config import Config
 
     from atp_bridge import gunicorn_conf
+    root = logging.getLogger()
+    installed = []  # gunicorn's dictConfig fills this list; the root logger keeps its own
+    monkeypatch.setattr(root, "handlers", installed)
+    monkeypatch.setattr(root, "level", root.level)
     cfg = Config()
     for key in ("logger_class", "logconfig_dict", "accesslog"):
         cfg.set(key, getattr(gunicorn_conf, key))
@@ -154,6 +158,9 @@ def test_gunicorn_builds_no_access_line_of_its_own():
     # a plain gunicorn Logger with a logconfig_dict would build every request's atoms
     assert logger.access_log_enabled is False
     assert logger.access(None, None, {}, 0.001) is None
+    assert [type(h).__name__ for h in installed] == ["BufferedStreamHandler"]
+    for handler in installed:
+        handler.close()
 
 
 @pytest.mark.parametrize("switches", [True, False])
