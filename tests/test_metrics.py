@@ -227,3 +227,23 @@ def test_a_scrape_includes_this_process_s_latest_counts(client):
     line = next(ln for ln in text.splitlines()
                 if ln.startswith('atp_bridge_requests_total{route="/availabilities",status="200"}'))
     assert float(line.split()[-1]) == before + 1
+
+
+def test_a_process_writes_its_pending_batched_counts_when_it_exits(tmp_path):
+    import subprocess
+    import sys
+
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    from tests.serve import subprocess_env
+    child = ("from atp_bridge import metrics\n"
+             "metrics.batched(metrics.REQUESTS.labels('/availabilities', '200')).inc(7)\n"
+             "metrics.batched(metrics.PAIRS).observe(6)\n")  # exits at once: before the first flush
+    subprocess.run([sys.executable, "-c", child], check=True, timeout=60,
+                   env=subprocess_env(PROMETHEUS_MULTIPROC_DIR=str(tmp_path)))
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(tmp_path))
+    assert registry.get_sample_value("atp_bridge_requests_total",
+                                     {"route": "/availabilities", "status": "200"}) == 7
+    assert registry.get_sample_value("atp_bridge_request_pairs_count") == 1
+    assert registry.get_sample_value("atp_bridge_request_pairs_sum") == 6

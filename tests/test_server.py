@@ -92,7 +92,9 @@ def test_sigterm_lets_an_in_flight_request_finish(serve, tmp_path):
 
 
 def test_logs_are_json_lines_with_an_access_line_and_no_secret(serve, tmp_path):
-    served = serve(write_yaml(tmp_path / "c.yaml", {"auth": {"api_keys": [KEY]}, "adapters": [STATIC]}))
+    # lines held for a minute: all of them must still be written when the processes exit
+    served = serve(write_yaml(tmp_path / "c.yaml", {"auth": {"api_keys": [KEY]}, "adapters": [STATIC]}),
+                   env={"ATP_BRIDGE_LOG_FLUSH_MS": "60000"})
     assert served.post(BODY, headers={"Authorization": f"Bearer {KEY}",
                                       "X-Request-ID": "nsreq-42"}).status_code == 200
     assert served.post(BODY, headers={"Authorization": "z" * 32}).status_code == 401
@@ -105,6 +107,9 @@ def test_logs_are_json_lines_with_an_access_line_and_no_secret(serve, tmp_path):
     # one access line per request, ours: gunicorn builds none (GunicornLogger)
     assert len(access) == 2 and not any(line["logger"] == "gunicorn.access" for line in lines)
     assert KEY not in err and "z" * 32 not in err
+    messages = [line["msg"] for line in lines]
+    assert messages[0] == "Starting gunicorn " + __import__("gunicorn").__version__  # the master's first
+    assert "Shutting down: Master" in messages  # and its last, at exit
 
 
 def test_prepare_metrics_dir_creates_a_temporary_directory_owned_by_this_process(monkeypatch):
