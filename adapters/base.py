@@ -115,6 +115,14 @@ class Adapter(abc.ABC):
         """
         return cls(spec.name, locations=spec.locations, match_on=spec.match_on, **spec.options)
 
+    @classmethod
+    def check(cls, spec) -> list[tuple[str, str]]:
+        """Problems with ``spec`` that ``options_schema`` cannot see, such as a
+        file named relative to the config directory (``spec.base_dir``), as
+        ``(key, message)`` pairs. ``check-config`` and ``serve`` report them
+        with the file and key before any adapter is built."""
+        return []
+
     def serves(self, location: str) -> bool:
         """True when ``location`` matches one of the adapter's glob patterns."""
         hit = self._serves.get(location)

@@ -18,6 +18,7 @@ failure. See docs/redis.md.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 
@@ -136,6 +137,13 @@ class RedisAdapter(Adapter):
                                                     for r in ("hit", "miss", "bypass"))
         self._count_lock = threading.Lock()
         self._health: tuple[float, Health] | None = None
+
+    @classmethod
+    def check(cls, spec) -> list[tuple[str, str]]:
+        ca = spec.options.get("ssl_ca_certs")
+        if ca and not os.path.isfile(path := os.path.join(spec.base_dir, os.path.expanduser(ca))):
+            return [("ssl_ca_certs", f"no such file {path}")]
+        return []
 
     @classmethod
     def from_config(cls, spec, upstream: Adapter | None = None) -> "RedisAdapter":

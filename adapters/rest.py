@@ -37,6 +37,12 @@ RETRY_STATUS = frozenset({502, 503, 504})
 BACKOFF_S = 0.05
 
 
+def _ca_bundle(spec) -> str | None:
+    """The spec's ``ca_bundle`` resolved against the config directory, or None."""
+    bundle = spec.options.get("ca_bundle")
+    return os.path.join(spec.base_dir, os.path.expanduser(bundle)) if bundle else None
+
+
 def build_session(max_concurrency: int, tls_verify: bool = True, ca_bundle: str | None = None,
                   headers: dict | None = None) -> requests.Session:
     """A pooled session: enough kept-alive connections for ``max_concurrency``
@@ -89,12 +95,16 @@ class RestAdapter(Adapter):
         self.last_error_at: float | None = None  # time.time()
 
     @classmethod
+    def check(cls, spec) -> list[tuple[str, str]]:
+        bundle = _ca_bundle(spec)
+        return [("ca_bundle", f"no such file {bundle}")] if bundle and not os.path.isfile(bundle) else []
+
+    @classmethod
     def from_config(cls, spec, upstream=None) -> "RestAdapter":
         options = dict(spec.options)
-        bundle = options.get("ca_bundle")
+        bundle = _ca_bundle(spec)
         if bundle:
-            bundle = os.path.join(spec.base_dir, os.path.expanduser(bundle))
-            if not os.path.isfile(bundle):
+            if not os.path.isfile(bundle):  # check() reports this before; the file may go since
                 raise ConfigError([f"{spec.source}: ca_bundle: no such file {bundle}"])
             options["ca_bundle"] = bundle
         return cls(spec.name, locations=spec.locations, match_on=spec.match_on, **options)

@@ -263,16 +263,19 @@ def _adapter_spec(file: Path, prefix: str, raw, base_dir: Path, problems: list[s
                 _report(problems, file, prefix, e)
     if len(problems) > n_before:
         return None
-    return AdapterSpec(name=common["name"], type=common["type"], locations=tuple(common["locations"]),
+    spec = AdapterSpec(name=common["name"], type=common["type"], locations=tuple(common["locations"]),
                        match_on=common["match_on"], options=options, upstream=options.get("upstream"),
-                       source=str(file), base_dir=str(base_dir))
+                       source=str(file), base_dir=str(base_dir), key_prefix=prefix)
+    found = cls.check(spec)
+    problems.extend(f"{file}: {prefix}{key}: {msg}" for key, msg in found)
+    return None if found else spec
 
 
 def _check_names(specs: list[AdapterSpec], problems: list[str]) -> None:
     seen: dict[str, AdapterSpec] = {}
     for s in specs:
         if s.name in seen:
-            problems.append(f"{s.source}: name: adapter name {s.name!r} is already used in "
+            problems.append(f"{s.source}: {s.key_prefix}name: adapter name {s.name!r} is already used in "
                             f"{seen[s.name].source}")
         seen[s.name] = s
     wrapped: dict[str, str] = {}
@@ -280,13 +283,16 @@ def _check_names(specs: list[AdapterSpec], problems: list[str]) -> None:
         if s.upstream is None:
             continue
         if s.upstream not in seen:
-            problems.append(f"{s.source}: upstream: no adapter named {s.upstream!r} "
+            problems.append(f"{s.source}: {s.key_prefix}upstream: no adapter named {s.upstream!r} "
                             f"(known: {', '.join(seen)})")
         elif s.upstream == s.name or seen[s.upstream].upstream is not None:
-            problems.append(f"{s.source}: upstream: {s.upstream!r} cannot be wrapped "
+            problems.append(f"{s.source}: {s.key_prefix}upstream: {s.upstream!r} cannot be wrapped "
                             f"(it is this adapter or itself wraps another)")
         elif s.upstream in wrapped:
-            problems.append(f"{s.source}: upstream: {s.upstream!r} is already wrapped by "
+            problems.append(f"{s.source}: {s.key_prefix}upstream: {s.upstream!r} is already wrapped by "
                             f"{wrapped[s.upstream]!r}")
+        elif seen[s.upstream].match_on != s.match_on:  # the wrapper hands its keys on as they are
+            problems.append(f"{s.source}: {s.key_prefix}match_on: {s.name!r} uses {s.match_on!r} but its upstream "
+                            f"{s.upstream!r} uses {seen[s.upstream].match_on!r}; make them equal")
         else:
             wrapped[s.upstream] = s.name

@@ -11,8 +11,10 @@ class AdapterSpec:
     """One adapter's validated configuration.
 
     ``options`` is what the adapter class's ``options_schema`` loaded from the
-    type-specific keys. ``source`` names the YAML file (for messages) and
-    ``base_dir`` is its folder: relative paths in options resolve against it.
+    type-specific keys. ``source`` names the YAML file and ``key_prefix`` the
+    adapter's place in it (``adapters[2].`` in a single-file config), for
+    messages; ``base_dir`` is the config's folder: relative paths in options
+    resolve against it.
     """
 
     name: str
@@ -23,6 +25,7 @@ class AdapterSpec:
     upstream: str | None = None
     source: str = "<memory>"
     base_dir: str = "."
+    key_prefix: str = ""
 
 
 @dataclass(frozen=True)

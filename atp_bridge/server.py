@@ -1,12 +1,14 @@
 """Run the app under gunicorn from ``atp-bridge serve``."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.errors import HaltServer
 
 from atp_bridge import gunicorn_conf
 from atp_bridge.config import ENV_VAR
@@ -61,7 +63,12 @@ def run(config_path: str, *, bind=None, workers=None, threads=None) -> None:
     requests for up to ``graceful_timeout``). Call :func:`prepare_metrics_dir`
     first, before the config is loaded."""
     os.environ[ENV_VAR] = config_path  # workers build their own app from it
-    BridgeServer({"bind": bind, "workers": workers, "threads": threads}).run()
+    try:
+        BridgeServer({"bind": bind, "workers": workers, "threads": threads}).run()
+    except HaltServer as e:  # raised past gunicorn when a second worker fails to boot while
+        # it halts, before it logs the reason: log it, exit with gunicorn's code, no traceback
+        logging.getLogger("atp_bridge").error("gunicorn stopped: %s", e.reason)
+        raise SystemExit(e.exit_status) from None
 
 
 def cleanup_metrics_dir(path: Path, created: bool, owner_pid: int) -> None:

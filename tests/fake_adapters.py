@@ -47,7 +47,7 @@ class FailingSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    mode = fields.String(load_default="raise")  # raise | sleep | short
+    mode = fields.String(load_default="raise")  # raise | sleep | short | bug | boot
     sleep_s = fields.Float(load_default=1.0)
     healthy = fields.Boolean(load_default=True)
 
@@ -57,6 +57,8 @@ class FailingAdapter(Adapter):
 
     def __init__(self, name, *, mode="raise", sleep_s=1.0, healthy=True, **kw):
         super().__init__(name, **kw)
+        if mode == "boot":  # valid config, but the source cannot be set up
+            raise RuntimeError("cannot start on purpose")
         self.mode, self.sleep_s, self.healthy = mode, sleep_s, healthy
 
     def lookup(self, batch):

@@ -121,6 +121,22 @@ def test_serve_with_a_broken_config_exits_1_with_the_problems_and_no_traceback(t
     assert served.stdout == ""
 
 
+def test_serve_exits_3_without_a_traceback_when_the_workers_cannot_build_an_adapter(tmp_path,
+                                                                                   test_adapter_entry_points):
+    path = write_yaml(tmp_path / "c.yaml", {"adapters": [{"name": "erp", "type": "failing", "mode": "boot"}]})
+    served = subprocess.run(atp_bridge_cmd("serve", "--config", str(path), "--bind", "127.0.0.1:0",
+                                           "--workers", "2"),
+                            env=subprocess_env(test_adapter_entry_points), capture_output=True, text=True,
+                            timeout=60)
+    lines = [json.loads(line) for line in served.stderr.splitlines() if line.startswith("{")]
+    bare = {line for line in served.stderr.splitlines() if not line.startswith("{")}
+    assert served.returncode == 3  # gunicorn's WORKER_BOOT_ERROR
+    assert bare == {"cannot start on purpose"}  # gunicorn echoes the error itself; no traceback
+    assert any("cannot start on purpose" in line.get("exc", "") for line in lines)  # the log has it
+    assert any(line["msg"] in ("Reason: Worker failed to boot.", "gunicorn stopped: Worker failed to boot.")
+               for line in lines)  # gunicorn's own line, or ours when gunicorn's halt is cut short
+
+
 @pytest.mark.parametrize("name, value, expected", [
     ("ATP_BRIDGE_THREADS", "eight", "a whole number >= 1"),
     ("WEB_CONCURRENCY", "0", "a whole number >= 1"),

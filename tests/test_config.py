@@ -93,7 +93,7 @@ def test_invalid_yaml_names_the_file_and_line(config_file):
 
 def test_duplicate_names_and_bad_upstreams_are_problems(config_file):
     path = config_file({"adapters": [{"name": "a", **STATIC}, {"name": "a", **STATIC}]})
-    assert problems_of(path) == [f"{path}: name: adapter name 'a' is already used in {path}"]
+    assert problems_of(path) == [f"{path}: adapters[1].name: adapter name 'a' is already used in {path}"]
 
 
 def test_a_missing_config_path_says_how_to_set_one(tmp_path):

@@ -125,6 +125,10 @@ def test_a_cluster_request_reads_keys_on_several_nodes_with_one_round_trip_per_n
     ({"mode": "source", "ssl_ca_certs": "ca.pem"}, "ssl_ca_certs", "Only with a rediss://"),
     ({"mode": "source", "ttl": 5}, "ttl", "unknown key"),
     ({"mode": "sorce"}, "mode", "Must be one of"),
+    ({"url": "rediss://127.0.0.1:6399/0", "mode": "source", "ssl_ca_certs": "certs/none.pem"},
+     "ssl_ca_certs", "no such file "),
+    ({"mode": "cache", "upstream": "erp", "match_on": "product_id"}, "match_on",
+     "'cache' uses 'product_id' but its upstream 'erp' uses 'external_identifier'; make them equal"),
 ])
 def test_redis_options_are_checked_at_load_with_file_and_key(config_file, adapter, key, message):
     path = config_file({"adapters": [

@@ -87,12 +87,12 @@ def test_config_errors_never_echo_a_secret(config_file, monkeypatch):
     assert all("tok-secret-0006" not in p for p in problems)
 
 
-def test_a_missing_ca_bundle_fails_at_startup_naming_the_key(config_file):
+def test_a_missing_ca_bundle_is_a_config_problem_naming_file_and_key(config_file):
     path = one(config_file, url="https://erp.internal/atp", ca_bundle="certs/erp-ca.pem")
     with pytest.raises(ConfigError) as exc:
-        create_app(path)
+        load_config(path)  # what check-config and serve run before any adapter is built
     assert len(exc.value.problems) == 1
-    assert exc.value.problems[0].startswith(f"{path}: ca_bundle: no such file ")
+    assert exc.value.problems[0].startswith(f"{path}: adapters[0].ca_bundle: no such file ")
     assert exc.value.problems[0].endswith("certs/erp-ca.pem")
 
 
