@@ -172,3 +172,41 @@ def test_a_cache_and_its_upstream_must_match_on_the_same_product_key(make_redis_
         make_redis_adapter({"mode": "cache", "url": "redis://127.0.0.1:1/0", "upstream": "erp"},
                            StaticAdapter("erp", values=VALUES, match_on="product_id"))
     assert "match_on" in str(err.value) and "'product_id'" in str(err.value)
+
+
+def test_a_cluster_node_killed_mid_run_is_bypassed_in_time_and_the_cache_serves_again_once_it_is_back(
+        tmp_path, make_redis_adapter):
+    from tests import redis_server
+    from tests.conftest import _require_redis
+    _require_redis()
+    cluster = redis_server.RedisCluster(tmp_path).start()  # its own: a node of it gets killed
+    try:
+        values = {"S1": {f"P{i}": i for i in range(60)}}  # 60 keys: every node holds some
+        products = [f"P{i}" for i in range(60)]
+        cache = make_redis_adapter({"mode": "cache", "url": cluster.url, "cluster": True, "upstream": "erp"},
+                                   StaticAdapter("erp", values=values))
+
+        def ask():
+            b = Batch(products, ["S1"], time.monotonic() + 3)
+            fake_adapters.CALLS.clear()
+            answer = cache.fetch(b)
+            assert time.monotonic() < b.deadline  # in time, whatever Redis did
+            return answer, erp_calls()
+
+        assert ask() == (list(range(60)), ["erp"])  # cold: filled from the upstream
+        assert ask() == (list(range(60)), [])  # warm: Redis only
+        cluster.nodes[1].stop()  # SIGKILL one of the three masters
+        for _ in range(3):
+            assert ask() == (list(range(60)), ["erp"])  # bypassed to the upstream
+        cluster.nodes[1].start()  # same port and cluster config, no data
+        give_up = time.monotonic() + 30
+        for node in cluster.nodes:
+            with node.client() as c:
+                while c.execute_command("CLUSTER INFO").get("cluster_state") != "ok":
+                    assert time.monotonic() < give_up, "the cluster did not recover"
+                    time.sleep(0.1)
+        answer, _ = ask()  # the restarted node's keys are refilled from the upstream
+        assert answer == list(range(60))
+        assert ask() == (list(range(60)), [])  # and the cache answers alone again
+    finally:
+        cluster.stop()
