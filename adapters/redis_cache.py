@@ -274,7 +274,7 @@ class RedisAdapter(Adapter):
     # -- health and lifecycle --------------------------------------------------
 
     def health(self) -> Health:
-        """PING, cached ``health_cache_s``.
+        """PING (on a cluster, every primary), cached ``health_cache_s``.
 
         A cache that bypasses a down Redis stays ``ok: True`` (ready) with a
         detail saying so and ``bypassing: true``: requests are still answered
@@ -290,7 +290,11 @@ class RedisAdapter(Adapter):
         if self.upstream is not None:
             info["upstream"] = self.upstream.name
         try:
-            self.client.get().ping()
+            client = self.client.get()
+            if self.cluster:  # every primary: PING alone asks one node, which may be a live one
+                client.ping(target_nodes=client.PRIMARIES)
+            else:
+                client.ping()
         except redis_errors() as e:
             self.outage.failed(e)
             problem = f"Redis at {self.where} unreachable: {type(e).__name__}: {e}"

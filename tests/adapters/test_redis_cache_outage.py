@@ -183,8 +183,8 @@ def test_a_cluster_node_killed_mid_run_is_bypassed_in_time_and_the_cache_serves_
     try:
         values = {"S1": {f"P{i}": i for i in range(60)}}  # 60 keys: every node holds some
         products = [f"P{i}" for i in range(60)]
-        cache = make_redis_adapter({"mode": "cache", "url": cluster.url, "cluster": True, "upstream": "erp"},
-                                   StaticAdapter("erp", values=values))
+        cache = make_redis_adapter({"mode": "cache", "url": cluster.url, "cluster": True, "upstream": "erp",
+                                    "health_cache_s": 0}, StaticAdapter("erp", values=values))
 
         def ask():
             b = Batch(products, ["S1"], time.monotonic() + 3)
@@ -198,6 +198,8 @@ def test_a_cluster_node_killed_mid_run_is_bypassed_in_time_and_the_cache_serves_
         cluster.nodes[1].stop()  # SIGKILL one of the three masters
         for _ in range(3):
             assert ask() == (list(range(60)), ["erp"])  # bypassed to the upstream
+        health = cache.health()  # ready (it answers from the upstream), and says why
+        assert health.ok and health.info["bypassing"] is True and "unreachable" in health.detail
         cluster.nodes[1].start()  # same port and cluster config, no data
         give_up = time.monotonic() + 30
         for node in cluster.nodes:
@@ -208,5 +210,7 @@ def test_a_cluster_node_killed_mid_run_is_bypassed_in_time_and_the_cache_serves_
         answer, _ = ask()  # the restarted node's keys are refilled from the upstream
         assert answer == list(range(60))
         assert ask() == (list(range(60)), [])  # and the cache answers alone again
+        health = cache.health()
+        assert health.ok and health.info["bypassing"] is False
     finally:
         cluster.stop()
