@@ -52,6 +52,8 @@ class RedisOptionsSchema(Schema):
     on_redis_error = fields.String(load_default="bypass", validate=validate.OneOf(["bypass", "fail"]))
     password = fields.String(load_default=None)
     ssl_ca_certs = fields.String(load_default=None)
+    ssl_certfile = fields.String(load_default=None)  # client certificate (mutual TLS) ...
+    ssl_keyfile = fields.String(load_default=None)  # ... and its private key
     ssl_cert_reqs = fields.String(load_default=None, validate=validate.OneOf(["required", "optional", "none"]))
     health_cache_s = fields.Float(load_default=2.0, validate=validate.Range(min=0))
 
@@ -69,9 +71,13 @@ class RedisOptionsSchema(Schema):
         if why:
             problems["key"] = [why]
         if not str(data.get("url", "")).startswith("rediss://"):
-            for opt in ("ssl_ca_certs", "ssl_cert_reqs"):
+            for opt in ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile"):
                 if data.get(opt) is not None:
                     problems[opt] = ["Only with a rediss:// (TLS) url."]
+        if (data.get("ssl_certfile") is None) != (data.get("ssl_keyfile") is None):
+            missing = "ssl_keyfile" if data.get("ssl_keyfile") is None else "ssl_certfile"
+            problems.setdefault(missing, []).append(
+                "Required with ssl_certfile/ssl_keyfile: a client certificate needs both.")
         if problems:
             raise ValidationError(problems)
 
@@ -140,10 +146,12 @@ class RedisAdapter(Adapter):
 
     @classmethod
     def check(cls, spec) -> list[tuple[str, str]]:
-        ca = spec.options.get("ssl_ca_certs")
-        if ca and not os.path.isfile(path := os.path.join(spec.base_dir, os.path.expanduser(ca))):
-            return [("ssl_ca_certs", f"no such file {path}")]
-        return []
+        found = []
+        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+            name = spec.options.get(key)
+            if name and not os.path.isfile(path := os.path.join(spec.base_dir, os.path.expanduser(name))):
+                found.append((key, f"no such file {path}"))
+        return found
 
     @classmethod
     def from_config(cls, spec, upstream: Adapter | None = None) -> "RedisAdapter":

@@ -117,8 +117,9 @@ def connection_kwargs(options: dict, base_dir: str = ".") -> dict:
         reqs = options.get("ssl_cert_reqs") or "required"  # the schema loads None when unset
         kwargs["ssl_cert_reqs"] = reqs
         kwargs["ssl_check_hostname"] = reqs == "required"
-        if options.get("ssl_ca_certs"):
-            kwargs["ssl_ca_certs"] = os.path.join(base_dir, os.path.expanduser(options["ssl_ca_certs"]))
+        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):  # files, next to the config
+            if options.get(key):
+                kwargs[key] = os.path.join(base_dir, os.path.expanduser(options[key]))
     return kwargs
 
 

@@ -115,6 +115,16 @@ def tls_redis(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def mtls_redis(tls_redis, tmp_path_factory):
+    """A TLS redis-server that also demands a client certificate (mutual TLS);
+    the self-signed server certificate is the only CA, so it is also the client's."""
+    server = rs.RedisServer(tmp_path_factory.mktemp("mtls") / "server", tls=tls_redis.tls,
+                            tls_auth_clients=True).start()
+    yield server
+    server.terminate()
+
+
+@pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory):
     """A real 3-master Redis Cluster on loopback ports."""
     _require_redis()

@@ -51,11 +51,13 @@ def free_port(cluster_bus: bool = False) -> int:
 class RedisServer:
     """One ``redis-server`` process; :meth:`stop` then :meth:`start` reuses the port."""
 
-    def __init__(self, workdir: Path, *args: str, port: int | None = None, tls: "TlsFiles | None" = None):
+    def __init__(self, workdir: Path, *args: str, port: int | None = None, tls: "TlsFiles | None" = None,
+                 tls_auth_clients: bool = False):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port(cluster_bus="--cluster-enabled" in args)
         self.tls = tls
+        self.tls_auth_clients = tls_auth_clients  # mutual TLS: clients must show a certificate
         self.args = list(args)
         self.password = args[args.index("--requirepass") + 1] if "--requirepass" in args else None
         self.proc: subprocess.Popen | None = None
@@ -70,7 +72,7 @@ class RedisServer:
         if self.tls:
             cmd += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(self.tls.cert),
                     "--tls-key-file", str(self.tls.key), "--tls-ca-cert-file", str(self.tls.cert),
-                    "--tls-auth-clients", "no"]
+                    "--tls-auth-clients", "yes" if self.tls_auth_clients else "no"]
         else:
             cmd += ["--port", str(self.port)]
         return cmd + self.args
@@ -78,6 +80,8 @@ class RedisServer:
     def client(self, **kw) -> redis.Redis:
         if self.tls:
             kw = {"ssl": True, "ssl_ca_certs": str(self.tls.cert), **kw}
+            if self.tls_auth_clients:
+                kw = {"ssl_certfile": str(self.tls.cert), "ssl_keyfile": str(self.tls.key), **kw}
         kw.setdefault("password", self.password)
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, **kw)
 

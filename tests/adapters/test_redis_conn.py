@@ -116,7 +116,29 @@ def test_a_cluster_request_reads_keys_on_several_nodes_with_one_round_trip_per_n
     assert isinstance(cache.client.get(), RedisCluster) and cache.health().ok
 
 
+def test_mutual_tls_presents_the_client_certificate_a_server_demands(mtls_redis, make_redis_adapter):
+    tls = mtls_redis.tls
+    anonymous = make_redis_adapter({"mode": "source", "url": mtls_redis.url,
+                                    "ssl_ca_certs": str(tls.cert)}, name="anonymous")
+    health = anonymous.health()
+    assert not health.ok and "unreachable" in health.detail  # the handshake is refused
+    cache = make_redis_adapter({"mode": "cache", "url": mtls_redis.url, "upstream": "erp",
+                                "ssl_ca_certs": str(tls.cert), "ssl_certfile": str(tls.cert),
+                                "ssl_keyfile": str(tls.key)},
+                               StaticAdapter("erp", values={"S1": {"A": 5}}))
+    assert cache.fetch(batch(["A"], ["S1"])) == [5]
+    assert cache.health().ok
+    with mtls_redis.client() as r:
+        assert r.get("atp:S1:A") == b"5"
+
+
 @pytest.mark.parametrize("adapter,key,message", [
+    ({"url": "rediss://127.0.0.1:6399/0", "mode": "source", "ssl_certfile": "c.pem"}, "ssl_keyfile",
+     "a client certificate needs both"),
+    ({"mode": "source", "ssl_certfile": "c.pem", "ssl_keyfile": "k.pem"}, "ssl_certfile",
+     "Only with a rediss://"),
+    ({"url": "rediss://127.0.0.1:6399/0", "mode": "source", "ssl_certfile": "certs/c.pem",
+      "ssl_keyfile": "certs/k.pem"}, "ssl_keyfile", "no such file "),
     ({"mode": "cache"}, "upstream", "Required in mode: cache"),
     ({"mode": "source", "upstream": "erp"}, "upstream", "Not allowed in mode: source"),
     ({"mode": "source", "on_redis_error": "bypass"}, "on_redis_error", "Only for mode: cache"),
