@@ -13,7 +13,7 @@ cached answer is exactly what the upstream said.
 
 When Redis is unavailable, ``on_redis_error: bypass`` (the default) answers
 from the upstream directly; ``fail`` makes the request fail like any adapter
-failure. See docs/redis.md.
+failure. See the README, "type: redis".
 """
 from __future__ import annotations
 

@@ -58,7 +58,7 @@ def build_session(max_concurrency: int, tls_verify: bool = True, ca_bundle: str 
 
 
 class RestAdapter(Adapter):
-    """ATP from an ERP's HTTP API; the wire format comes from YAML (see docs/rest.md)."""
+    """ATP from an ERP's HTTP API; the wire format comes from YAML (README, "type: rest")."""
 
     options_schema = RestOptionsSchema
 
