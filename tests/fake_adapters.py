@@ -13,6 +13,7 @@ from marshmallow import RAISE, Schema, fields
 from adapters.base import Adapter, Batch
 
 CALLS: list[tuple[str, Batch]] = []
+SPANS: list[tuple[str, float, float]] = []  # (adapter, start, end) of each "sleep" lookup
 _lock = threading.Lock()
 
 
@@ -67,7 +68,10 @@ class FailingAdapter(Adapter):
         if self.mode == "raise":
             raise ConnectionError("ERP said no")
         if self.mode == "sleep":
+            started = time.monotonic()
             time.sleep(self.sleep_s)
+            with _lock:
+                SPANS.append((self.name, started, time.monotonic()))
             return [1] * len(batch)
         if self.mode == "bug":
             return {}["missing"]

@@ -203,11 +203,9 @@ def test_the_circuit_opens_after_repeated_failures_and_answers_at_once(erp, rest
     for _ in range(2):
         with pytest.raises(AdapterError, match="HTTP 500"):
             adapter.fetch(batch("A", ["S1"]))
-    started = time.monotonic()
     with pytest.raises(AdapterUnavailable, match="circuit open"):
         adapter.fetch(batch("A", ["S1"]))
-    assert time.monotonic() - started < 0.05
-    assert len(erp.requests()) == 2  # the refused call never reached the ERP
+    assert len(erp.requests()) == 2  # refused at once: the call never reached the ERP
     assert adapter.health().as_dict() == {"ok": False, "detail": "circuit open", "circuit": "open", "calls": 2}
 
 
