@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import abc
 import fnmatch
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,10 +92,13 @@ class Adapter(abc.ABC):
       keys (unknown keys are rejected). ``from_config`` receives its output.
     * ``blocking``: False for adapters that answer from memory (CSV); the bridge
       then calls them inline instead of handing them to its thread pool.
+    * ``file_options``: option keys that name files; :meth:`check` reports a
+      missing one.
     """
 
     options_schema: ClassVar[type[Schema] | None] = None
     blocking: ClassVar[bool] = True
+    file_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, *, locations: Sequence[str] = ("*",),
                  match_on: str = "external_identifier"):
@@ -117,11 +121,13 @@ class Adapter(abc.ABC):
 
     @classmethod
     def check(cls, spec) -> list[tuple[str, str]]:
-        """Problems with ``spec`` that ``options_schema`` cannot see, such as a
-        file named relative to the config directory (``spec.base_dir``), as
-        ``(key, message)`` pairs. ``check-config`` and ``serve`` report them
-        with the file and key before any adapter is built."""
-        return []
+        """Problems with ``spec`` that ``options_schema`` cannot see, as
+        ``(key, message)`` pairs; ``check-config`` and ``serve`` report them
+        with the file and key before any adapter is built. By default: every
+        option named in ``file_options`` that is set must name an existing
+        file (relative to the config directory, ``spec.base_dir``)."""
+        return [(key, f"no such file {path}") for key in cls.file_options
+                if (path := spec.file(key)) and not os.path.isfile(path)]
 
     def serves(self, location: str) -> bool:
         """True when ``location`` matches one of the adapter's glob patterns."""
@@ -172,7 +178,7 @@ class Adapter(abc.ABC):
                 get = answer.get
                 return [get(pair) for pair in batch.pairs()]
             answer = list(answer)
-        if len(answer) != len(batch.products) * len(batch.locations):
+        if len(answer) != len(batch):
             raise AdapterError(self.name, f"returned {len(answer)} values for {len(batch)} pairs")
         return answer
 

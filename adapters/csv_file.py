@@ -24,6 +24,7 @@ from adapters.base import Adapter, Batch, Health
 from adapters.csv_table import (CHANGED, DEFAULT_COLUMNS, CsvTable, _path_signature, read_file,
                                 read_file_in_subprocess)
 from atp_bridge import metrics
+from atp_bridge.config_types import resolve_file
 from atp_bridge.errors import AdapterUnavailable
 
 log = logging.getLogger("atp_bridge.adapters.csv")
@@ -105,7 +106,7 @@ class CsvAdapter(Adapter):
     def from_config(cls, spec, upstream: Adapter | None = None) -> "CsvAdapter":
         """Build from an AdapterSpec; a relative ``path`` is relative to ``spec.base_dir``."""
         options = dict(spec.options)
-        path = os.path.normpath(os.path.join(spec.base_dir, os.path.expanduser(options.pop("path"))))
+        path = os.path.normpath(resolve_file(spec.base_dir, options.pop("path")))
         return cls(spec.name, path=path, locations=spec.locations, match_on=spec.match_on, **options)
 
     def lookup(self, batch: Batch) -> list:

@@ -18,14 +18,13 @@ failure. See the README, "type: redis".
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from adapters.base import Adapter, Batch, Health
-from adapters.redis_conn import (DEFAULT_KEY, KeyTemplate, LazyClient, Outage, make_client,
+from adapters.redis_conn import (DEFAULT_KEY, TLS_FILES, KeyTemplate, LazyClient, Outage, make_client,
                                  redact_url, redis_errors, template_problem)
 from atp_bridge import metrics
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
@@ -115,6 +114,7 @@ class RedisAdapter(Adapter):
     """
 
     options_schema = RedisOptionsSchema
+    file_options = TLS_FILES
 
     def __init__(self, name, *, mode, client=None, client_factory=None, upstream: Adapter | None = None,
                  key=DEFAULT_KEY, prefix="", ttl_s=60, on_redis_error="bypass", cluster=False,
@@ -128,7 +128,6 @@ class RedisAdapter(Adapter):
         self.upstream = upstream
         self.keys = KeyTemplate(key, prefix)
         self.ttl_s = ttl_s
-        self.on_redis_error = on_redis_error
         self.cluster = cluster
         self.health_cache_s = health_cache_s
         self.where = where
@@ -143,15 +142,6 @@ class RedisAdapter(Adapter):
                                                     for r in ("hit", "miss", "bypass"))
         self._count_lock = threading.Lock()
         self._health: tuple[float, Health] | None = None
-
-    @classmethod
-    def check(cls, spec) -> list[tuple[str, str]]:
-        found = []
-        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
-            name = spec.options.get(key)
-            if name and not os.path.isfile(path := os.path.join(spec.base_dir, os.path.expanduser(name))):
-                found.append((key, f"no such file {path}"))
-        return found
 
     @classmethod
     def from_config(cls, spec, upstream: Adapter | None = None) -> "RedisAdapter":
@@ -176,13 +166,13 @@ class RedisAdapter(Adapter):
         if not pairs:
             return []
         keys = self.keys.keys(pairs)
+        if batch.remaining() <= 0:  # never bypassed: the upstream would be late too
+            raise AdapterTimeout(self.name, "deadline passed before the Redis read")
         if self.mode == "source":
-            return self._source(keys, batch)
+            return self._source(keys)
         try:
-            raw = self._mget(keys, batch)
-        except AdapterTimeout:
-            raise
-        except AdapterError:
+            raw = self._mget(keys)
+        except AdapterError:  # a slow Redis (AdapterTimeout) is bypassed like a dead one
             if not self.bypassing:
                 raise
             with self._count_lock:
@@ -205,9 +195,9 @@ class RedisAdapter(Adapter):
             self._fill(batch, pairs, keys, values, missing)
         return values
 
-    def _source(self, keys: list[str], batch: Batch) -> list:
+    def _source(self, keys: list[str]) -> list:
         values = []
-        for key, r in zip(keys, self._mget(keys, batch)):
+        for key, r in zip(keys, self._mget(keys)):
             if r is None:
                 values.append(None)
                 continue
@@ -217,12 +207,9 @@ class RedisAdapter(Adapter):
             values.append(v)
         return values
 
-    def _mget(self, keys: list[str], batch: Batch) -> list:
-        """One round trip (one per node on a cluster); Redis errors -> AdapterError."""
-        import redis
-
-        if batch.remaining() <= 0:
-            raise AdapterTimeout(self.name, "deadline passed before the Redis read")
+    def _mget(self, keys: list[str]) -> list:
+        """One round trip (one per node on a cluster); Redis errors -> AdapterError
+        (AdapterTimeout for a Redis timeout)."""
         if not self.outage.should_try():
             raise AdapterUnavailable(self.name, f"Redis at {self.where} is down "
                                                 f"({self.outage.last_error}); retrying shortly")
@@ -230,10 +217,10 @@ class RedisAdapter(Adapter):
             client = self.client.get()
             raw = client.mget_nonatomic(keys) if self.cluster else client.mget(keys)
         except redis_errors() as e:
+            import redis
+
             self.outage.failed(e)
             kind = AdapterTimeout if isinstance(e, (redis.TimeoutError, TimeoutError)) else AdapterError
-            if self.bypassing:
-                kind = AdapterError  # a slow Redis is bypassed like a dead one
             raise kind(self.name, f"Redis at {self.where}: {type(e).__name__}: {e}") from e
         self.outage.succeeded()
         return raw

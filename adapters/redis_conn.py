@@ -13,15 +13,17 @@ Three small pieces kept apart from the adapter's logic:
 from __future__ import annotations
 
 import logging
-import os
 import string
 import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
+from atp_bridge.config_types import resolve_file
+
 log = logging.getLogger("atp_bridge.adapters.redis")
 
 DEFAULT_KEY = "atp:{location}:{product}"
+TLS_FILES = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")  # options naming files
 FIELDS = frozenset({"location", "product"})
 # While Redis is down, at most one request per interval tries it again; the
 # others go straight to the fallback instead of each paying a connect timeout.
@@ -66,9 +68,6 @@ class KeyTemplate:
         self.template = template
         self.prefix = prefix
         self._full = prefix.replace("{", "{{").replace("}", "}}") + template
-
-    def key(self, product: str, location: str) -> str:
-        return self._full.format(product=product, location=location)
 
     def keys(self, pairs) -> list[str]:
         """Keys for ``pairs`` of ``(product, location)``, in order."""
@@ -117,9 +116,9 @@ def connection_kwargs(options: dict, base_dir: str = ".") -> dict:
         reqs = options.get("ssl_cert_reqs") or "required"  # the schema loads None when unset
         kwargs["ssl_cert_reqs"] = reqs
         kwargs["ssl_check_hostname"] = reqs == "required"
-        for key in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):  # files, next to the config
+        for key in TLS_FILES:
             if options.get(key):
-                kwargs[key] = os.path.join(base_dir, os.path.expanduser(options[key]))
+                kwargs[key] = resolve_file(base_dir, options[key])
     return kwargs
 
 
@@ -183,10 +182,6 @@ class Outage:
         self.last_error = ""
         self._next_probe = 0.0
         self._lock = threading.Lock()
-
-    @property
-    def down(self) -> bool:
-        return self.down_since is not None
 
     def should_try(self) -> bool:
         """True when up, or when down and it is this caller's turn to probe."""

@@ -12,7 +12,6 @@ adapter and the cause, with secrets scrubbed.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -37,12 +36,6 @@ RETRY_STATUS = frozenset({502, 503, 504})
 BACKOFF_S = 0.05
 
 
-def _ca_bundle(spec) -> str | None:
-    """The spec's ``ca_bundle`` resolved against the config directory, or None."""
-    bundle = spec.options.get("ca_bundle")
-    return os.path.join(spec.base_dir, os.path.expanduser(bundle)) if bundle else None
-
-
 def build_session(max_concurrency: int, tls_verify: bool = True, ca_bundle: str | None = None,
                   headers: dict | None = None) -> requests.Session:
     """A pooled session: enough kept-alive connections for ``max_concurrency``
@@ -61,6 +54,7 @@ class RestAdapter(Adapter):
     """ATP from an ERP's HTTP API; the wire format comes from YAML (README, "type: rest")."""
 
     options_schema = RestOptionsSchema
+    file_options = ("ca_bundle",)
 
     def __init__(self, name: str, *, url: str, method: str = "POST", auth=None,
                  timeout_ms: int = 2000, batch_size: int = 500, max_concurrency: int = 4,
@@ -95,18 +89,14 @@ class RestAdapter(Adapter):
         self.last_error_at: float | None = None  # time.time()
 
     @classmethod
-    def check(cls, spec) -> list[tuple[str, str]]:
-        bundle = _ca_bundle(spec)
-        return [("ca_bundle", f"no such file {bundle}")] if bundle and not os.path.isfile(bundle) else []
-
-    @classmethod
     def from_config(cls, spec, upstream=None) -> "RestAdapter":
+        # check() ran at load; the file may have gone since
+        problems = cls.check(spec)
+        if problems:
+            raise ConfigError([f"{spec.source}: {key}: {msg}" for key, msg in problems])
         options = dict(spec.options)
-        bundle = _ca_bundle(spec)
-        if bundle:
-            if not os.path.isfile(bundle):  # check() reports this before; the file may go since
-                raise ConfigError([f"{spec.source}: ca_bundle: no such file {bundle}"])
-            options["ca_bundle"] = bundle
+        if options.get("ca_bundle"):
+            options["ca_bundle"] = spec.file("ca_bundle")
         return cls(spec.name, locations=spec.locations, match_on=spec.match_on, **options)
 
     def __repr__(self) -> str:

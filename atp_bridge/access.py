@@ -79,7 +79,7 @@ class AccessMiddleware:
         self.handles: dict = {}  # (route, status) -> batched (request count, latency) handles
         self.pairs = metrics.batched(metrics.PAIRS)
 
-    def _handles(self, route: str, status: int) -> tuple:
+    def _new_handles(self, route: str, status: int) -> tuple:
         handles = self.handles[route, status] = (
             metrics.batched(metrics.REQUESTS.labels(route, str(status))),
             metrics.batched(metrics.REQUEST_LATENCY.labels(route)))
@@ -98,8 +98,9 @@ class AccessMiddleware:
         body = self.wsgi_app(environ, start)
         elapsed = time.perf_counter() - t0
         status = int(answered[-1][:3]) if answered else 500
-        route, level = self.routes.get(environ.get("PATH_INFO"), _UNMATCHED)
-        count, latency = self.handles.get((route, status)) or self._handles(route, status)
+        path = environ.get("PATH_INFO", "")
+        route, level = self.routes.get(path, _UNMATCHED)
+        count, latency = self.handles.get((route, status)) or self._new_handles(route, status)
         count.inc()
         latency.observe(elapsed)
         facts = environ.get(FACTS)
@@ -111,7 +112,6 @@ class AccessMiddleware:
         else:
             pairs, adapters, reason = 0, None, None
         if access_log.isEnabledFor(level):
-            path = environ.get("PATH_INFO", "")
             if not path.isascii():  # WSGI strings are latin-1 decoded bytes; paths are UTF-8
                 path = path.encode("latin-1", "replace").decode("utf-8", "replace")
             access_log.handle(make_record(access_log.name, level, {

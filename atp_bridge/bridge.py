@@ -119,7 +119,7 @@ class Bridge:
         failures: list[tuple[int, AdapterError]] = []
         # blocking adapters go to the pool first; in-memory ones run here meanwhile
         pending = {self.executor.submit(route.adapter.fetch, route.batch(pids, eids, deadline)): i
-                   for i, route in routes.blocking} if routes.blocking else None
+                   for i, route in routes.blocking}
         for i, route in routes.inline:
             try:
                 answers[i] = route.adapter.fetch(route.batch(pids, eids, deadline))
@@ -168,8 +168,7 @@ class Bridge:
         if self.holds is not None:
             self.holds.apply(atps, pids, locations)
         result.atps = atps
-        if failures:
-            _record_failures(answers, failures)
+        _record_failures(answers, failures)
         return result
 
     def health(self) -> dict[str, Health]:

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import click
 
-from atp_bridge.config import ENV_VAR
+from atp_bridge.config import CONFIG_HELP
 
-CONFIG_HELP = f"Config directory or YAML file (default: ${ENV_VAR}, else the embedded sample)."
 # The CLI is not on NewStore's clock: give SCAN room on a busy Redis.
 CLI_TIMEOUT_MS = 5000
 
@@ -32,14 +31,9 @@ def flush(config_path, location, product, names):
     adapter belong to the system that writes them.
     """
     from adapters.redis_conn import KeyTemplate, make_client, redact_url, redis_errors, unlink_matching
-    from atp_bridge.cli import ConfigProblem
-    from atp_bridge.config import load_config, resolve_path
-    from atp_bridge.errors import ConfigError
+    from atp_bridge.cli import load_or_exit  # here: atp_bridge.cli imports this module
 
-    try:
-        config = load_config(config_path)
-    except ConfigError as e:
-        raise ConfigProblem(resolve_path(config_path), e) from None
+    config = load_or_exit(config_path)
     specs = _cache_specs(config, names)
     total = 0
     for spec in specs:

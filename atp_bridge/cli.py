@@ -7,11 +7,9 @@ import click
 import orjson
 
 from atp_bridge.cache_cli import cache
-from atp_bridge.config import ENV_VAR, load_config, resolve_path
+from atp_bridge.config import CONFIG_HELP, load_config, resolve_path
 from atp_bridge.errors import ConfigError
 from atp_bridge.fulfillment.cli import fulfillment, fulfillment_emulator
-
-CONFIG_HELP = f"Config directory or YAML file (default: ${ENV_VAR}, else the embedded sample)."
 
 
 class ConfigProblem(click.ClickException):
@@ -25,7 +23,8 @@ class ConfigProblem(click.ClickException):
                          f"Fix these keys and run `atp-bridge check-config` again.")
 
 
-def _load(path):
+def load_or_exit(path):
+    """The loaded config, or a :class:`ConfigProblem` (exit 1, every problem listed)."""
     try:
         return load_config(path)
     except ConfigError as e:
@@ -50,10 +49,10 @@ def serve(config_path, bind, workers, threads):
     except ValueError as e:  # a malformed ATP_BRIDGE_* / WEB_CONCURRENCY value, named in e
         raise click.ClickException(f"{e}; fix the environment variable") from None
 
-    metrics_dir = prepare_metrics_dir()  # before _load imports prometheus_client
+    metrics_dir = prepare_metrics_dir()  # before load_or_exit imports prometheus_client
     try:
         path = resolve_path(config_path)
-        _load(path)  # fail fast, with the check-config message, before forking workers
+        load_or_exit(path)  # fail fast, with the check-config message, before forking workers
         run(str(path), bind=bind, workers=workers, threads=threads)
     finally:
         cleanup_metrics_dir(*metrics_dir)
@@ -63,7 +62,7 @@ def serve(config_path, bind, workers, threads):
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 def check_config(config_path):
     """Validate the configuration; print every problem with file and key."""
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     auth = f"{len(config.api_keys)} API key(s)" if config.api_keys else "NO API KEYS (auth disabled)"
     click.echo(f"OK {config.source}: {len(config.adapters)} adapter(s), {auth}, "
                f"merge={config.merge}, on_error={config.on_error}, deadline_ms={config.deadline_ms}")
@@ -83,7 +82,7 @@ def query(config_path, products, locations, as_json):
     """Ask the configured adapters directly; print each answer and the merge."""
     from atp_bridge.bridge import Bridge
 
-    config = _load(config_path)
+    config = load_or_exit(config_path)
     bridge = Bridge.from_config(config)
     products, locations = list(products), list(locations)
     try:  # one pass through the bridge: what each adapter said is what was merged

@@ -21,6 +21,7 @@ from atp_bridge.errors import ConfigError, UnknownAdapterType
 from atp_bridge.schemas import flatten_messages
 
 ENV_VAR = "ATP_BRIDGE_CONFIG"
+CONFIG_HELP = f"Config directory or YAML file (default: ${ENV_VAR}, else the embedded sample)."
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 

@@ -1,9 +1,16 @@
 """Frozen dataclasses the loaded configuration is made of."""
 from __future__ import annotations
 
+import os
+
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+
+def resolve_file(base_dir: str, name: str) -> str:
+    """A file named in a config option: ``~`` expanded, relative to the config directory."""
+    return os.path.join(base_dir, os.path.expanduser(name))
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,11 @@ class AdapterSpec:
     source: str = "<memory>"
     base_dir: str = "."
     key_prefix: str = ""
+
+    def file(self, key: str) -> str | None:
+        """Option ``key`` as a path resolved against ``base_dir``; None when unset."""
+        name = self.options.get(key)
+        return resolve_file(self.base_dir, name) if name else None
 
 
 @dataclass(frozen=True)

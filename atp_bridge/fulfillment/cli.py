@@ -167,16 +167,15 @@ def reject(client: FulfillmentClient, uuid: str, product_ids: tuple[str, ...],
         try:
             r, held = reject_and_hold(client, holds, uuid, items, location=hold_location)
         finally:
-            holds.client.close()
+            holds.close()
     else:
         r = client.reject_items(uuid, items)
     what = "every open unit" if all_items else f"{len(ids)} unit(s)"
     text = f"Rejection ({reason}) of {what} of {uuid} accepted (HTTP {r.status})."
-    if held is not None:
-        text += f" Zero-ATP hold at {hold_location}: {', '.join(held) or 'nothing to hold'}."
     data = {"action": "reject", "uuid": uuid, "status": r.status, "reason": reason,
             "product_ids": [] if all_items else list(ids), "all": all_items}
     if held is not None:
+        text += f" Zero-ATP hold at {hold_location}: {', '.join(held) or 'nothing to hold'}."
         data["held"] = {"location": hold_location, "product_ids": held}
     return text, data
 

@@ -187,7 +187,8 @@ def error_from_response(status: int, body: object) -> FulfillmentAPIError:
     description = str(body.get("error_description") or "")
     items = body.get("conflicting_items")
     items = [str(i) for i in items] if isinstance(items, list) else None
-    cls = ERROR_CLASSES.get(code) if isinstance(code, str) else None
+    code = code if isinstance(code, str) else None
+    cls = ERROR_CLASSES.get(code)
     if cls is None:
         if status == 401:
             cls = UnauthorizedError
@@ -197,6 +198,5 @@ def error_from_response(status: int, body: object) -> FulfillmentAPIError:
             cls = ServerError
         else:
             cls = FulfillmentAPIError
-    code = code if isinstance(code, str) else None
     return cls(description or f"HTTP {status}", status=status,
                error_code=code, conflicting_items=items)

@@ -116,9 +116,7 @@ class FulfillmentStore:
             taken.add(item.item_id)
             chosen.append(item)
         if unknown:
-            raise e.InvalidItemError(
-                "product ids do not belong to the fulfillment request (or name more "
-                "units than it has)", conflicting_items=unique(unknown))
+            raise unknown_items_error(unknown)
         if failed:
             raise state_error(failed, conflict_status)
         return chosen
@@ -141,10 +139,7 @@ class FulfillmentStore:
     def accept(self, uuid: str) -> None:
         with self._lock:
             req = self._get(uuid, e.FulfillmentRequestInvalidError)
-            if req.is_rejected:
-                raise e.AlreadyRejectedError("The fulfillment request has already been rejected.")
-            if req.has(SHIPPED):
-                raise e.AlreadyShippedError("The shipment of the fulfillment request has started.")
+            self._check_rejectable(req, any_shipped_blocks=True)  # the same two refusals
             req.acknowledged_at = req.acknowledged_at or now_iso()
 
     def resend(self, uuid: str) -> None:
@@ -154,8 +149,7 @@ class FulfillmentStore:
     def cancel(self, uuid: str, product_ids: list[str]) -> None:
         with self._lock:
             req = self._get(uuid, e.NotFoundError)
-            if req.is_rejected:
-                raise e.AlreadyRejectedError("The fulfillment request has already been rejected.")
+            _refuse_rejected(req)
             items = self._pick(req, product_ids, cheapest=True, conflict_status=409)
             self._mark(items, CANCELED)
 
@@ -166,10 +160,7 @@ class FulfillmentStore:
             everything = check_empty_ids(groups)
             self._check_rejectable(req, any_shipped_blocks=False)
             if everything:
-                open_items = [i for i in req.items if i.status == OPEN]
-                if not open_items:
-                    raise state_error({i.product_id: {i.status} for i in req.items}, 400)
-                self._mark(open_items, REJECTED, rejection_reason=groups[0][1])
+                self._mark(_open_items(req), REJECTED, rejection_reason=groups[0][1])
                 return
             picks = self._pick(req, [p for ids, _ in groups for p in ids], cheapest=True,
                                conflict_status=400)
@@ -183,9 +174,7 @@ class FulfillmentStore:
             req = self._get(uuid, e.FulfillmentRequestInvalidError)
             self._check_rejectable(req, any_shipped_blocks=True)
             if reason == "cannot_fulfill":
-                items = [i for i in req.items if i.status == OPEN]
-                if not items:
-                    raise state_error({i.product_id: {i.status} for i in req.items}, 400)
+                items = _open_items(req)
             else:
                 items = self._pick(req, product_ids, cheapest=True, conflict_status=400)
             self._mark(items, REJECTED, rejection_reason=reason)
@@ -196,8 +185,7 @@ class FulfillmentStore:
                              "received_at": stamp, "accepted_at": stamp}
 
     def _check_rejectable(self, req: FulfillmentRequest, any_shipped_blocks: bool) -> None:
-        if req.is_rejected:
-            raise e.AlreadyRejectedError("The fulfillment request has already been rejected.")
+        _refuse_rejected(req)
         if req.is_fully_shipped or (any_shipped_blocks and req.has(SHIPPED)):
             raise e.AlreadyShippedError("The shipment of the fulfillment request has started.")
 
@@ -205,8 +193,7 @@ class FulfillmentStore:
         """Apply a shipment; returns True when it was a pure duplicate (200)."""
         with self._lock:
             req = self._get(uuid, e.FulfillmentRequestInvalidError)
-            if req.is_rejected:
-                raise e.AlreadyRejectedError("The fulfillment request has already been rejected.")
+            _refuse_rejected(req)
             taken: set[str] = set()
             new: list[tuple[Item, dict]] = []
             unknown: list[str] = []
@@ -228,9 +215,7 @@ class FulfillmentStore:
                     else:
                         unknown.append(pid)
             if unknown:
-                raise e.InvalidItemError(
-                    "product ids do not belong to the fulfillment request (or name more "
-                    "units than it has)", conflicting_items=unique(unknown))
+                raise unknown_items_error(unknown)
             if failed:
                 if any(SHIPPED in states for states in failed.values()):
                     raise e.ShipmentConflictError(
@@ -277,3 +262,22 @@ class FulfillmentStore:
                 raise e.NotFoundError(f"The rejection status is not yet available for "
                                       f"fulfillment request {uuid}.")
             return dict(req.rejection)
+
+
+def _refuse_rejected(req: FulfillmentRequest) -> None:
+    if req.is_rejected:
+        raise e.AlreadyRejectedError("The fulfillment request has already been rejected.")
+
+
+def _open_items(req: FulfillmentRequest) -> list[Item]:
+    """Every open item, or the 400 naming each product's state when none is open."""
+    items = [i for i in req.items if i.status == OPEN]
+    if not items:
+        raise state_error({i.product_id: {i.status} for i in req.items}, 400)
+    return items
+
+
+def unknown_items_error(product_ids: list[str]) -> e.InvalidItemError:
+    """The 400 for product ids the request does not have (or not that many units of)."""
+    return e.InvalidItemError("product ids do not belong to the fulfillment request (or name more "
+                              "units than it has)", conflicting_items=unique(product_ids))
