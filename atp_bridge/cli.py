@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import sys
 
-import click
+if sys.argv[1:2] == ["serve"]:
+    # gevent must patch sockets, ssl and threads before requests/urllib3 import ssl
+    # (a late patch breaks https: RecursionError in SSLContext); the workers are
+    # gevent workers (atp_bridge/worker.py) and fork from this process
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import click  # noqa: E402
 import orjson
 
 from atp_bridge.cache_cli import cache
@@ -41,8 +49,9 @@ def main():
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
 @click.option("--bind", help="HOST:PORT to listen on (default $ATP_BRIDGE_BIND or 127.0.0.1:8080).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default $WEB_CONCURRENCY or 2).")
-@click.option("--threads", type=click.IntRange(min=1), help="Threads per worker (default $ATP_BRIDGE_THREADS or 8).")
-def serve(config_path, bind, workers, threads):
+@click.option("--connections", type=click.IntRange(min=1),
+              help="Connections each worker serves at once (default $ATP_BRIDGE_WORKER_CONNECTIONS or 1000).")
+def serve(config_path, bind, workers, connections):
     """Run the webhook under gunicorn."""
     try:  # reads the gunicorn settings from the environment
         from atp_bridge.server import cleanup_metrics_dir, prepare_metrics_dir, run
@@ -53,7 +62,7 @@ def serve(config_path, bind, workers, threads):
     try:
         path = resolve_path(config_path)
         load_or_exit(path)  # fail fast, with the check-config message, before forking workers
-        run(str(path), bind=bind, workers=workers, threads=threads)
+        run(str(path), bind=bind, workers=workers, connections=connections)
     finally:
         cleanup_metrics_dir(*metrics_dir)
 

@@ -4,7 +4,8 @@
 it for a plain ``gunicorn -c deploy/gunicorn.conf.py atp_bridge.wsgi:app``.
 
 Environment: ``ATP_BRIDGE_BIND`` (default 127.0.0.1:8080), ``WEB_CONCURRENCY``
-(workers, default 2), ``ATP_BRIDGE_THREADS`` (threads per worker, default 8),
+(workers, default 2), ``ATP_BRIDGE_WORKER_CONNECTIONS`` (connections each
+worker serves at once, default 1000),
 ``ATP_BRIDGE_TIMEOUT`` (worker timeout s, default 30),
 ``ATP_BRIDGE_GRACEFUL_TIMEOUT`` (SIGTERM drain, s, default 25),
 ``ATP_BRIDGE_KEEPALIVE`` (s, default 75: above the usual load balancer idle
@@ -40,14 +41,17 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
 
 bind = os.environ.get("ATP_BRIDGE_BIND", "127.0.0.1:8080")
 workers = _int("WEB_CONCURRENCY", 2, 1)
-worker_class = "gthread"
-threads = _int("ATP_BRIDGE_THREADS", 8, 1)
+# gevent, with JSON error pages: an idle or slow client costs a greenlet, never
+# another request's turn (atp_bridge/worker.py says why, docs/benchmarks.md measures it)
+worker_class = "atp_bridge.worker.Worker"
+worker_connections = _int("ATP_BRIDGE_WORKER_CONNECTIONS", 1000, 1)
 timeout = _int("ATP_BRIDGE_TIMEOUT", 30)
 # SIGTERM: stop accepting, finish in-flight requests for up to this long, exit.
 # Keep it below Kubernetes' terminationGracePeriodSeconds minus the preStop sleep.
 graceful_timeout = _int("ATP_BRIDGE_GRACEFUL_TIMEOUT", 25)
 keepalive = _int("ATP_BRIDGE_KEEPALIVE", 75)
-# each worker builds its own app after fork: adapter threads and sockets are per process
+# each worker builds its own app after fork (and after gevent patched it): adapter
+# pools and sockets are per process
 preload_app = False
 accesslog = None  # atp-bridge writes its own JSON access line (without secrets)
 logger_class = "atp_bridge.logs.GunicornLogger"  # and gunicorn does not build one per request

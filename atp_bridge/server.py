@@ -58,13 +58,14 @@ def prepare_metrics_dir() -> tuple[Path, bool, int]:
     return path, True, os.getpid()
 
 
-def run(config_path: str, *, bind=None, workers=None, threads=None) -> None:
+def run(config_path: str, *, bind=None, workers=None, connections=None) -> None:
     """Serve ``config_path`` until SIGTERM/SIGINT (gunicorn drains in-flight
     requests for up to ``graceful_timeout``). Call :func:`prepare_metrics_dir`
     first, before the config is loaded."""
     os.environ[ENV_VAR] = config_path  # workers build their own app from it
     try:
-        BridgeServer({"bind": bind, "workers": workers, "threads": threads}).run()
+        BridgeServer({"bind": bind, "workers": workers,
+                      "worker_connections": connections}).run()
     except HaltServer as e:  # raised past gunicorn when a second worker fails to boot while
         # it halts, before it logs the reason: log it, exit with gunicorn's code, no traceback
         logging.getLogger("atp_bridge").error("gunicorn stopped: %s", e.reason)

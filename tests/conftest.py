@@ -177,7 +177,7 @@ def round_trips(monkeypatch):
 
 @pytest.fixture
 def serve(test_adapter_entry_points):
-    """``serve(config_path, "--threads", "2", workers=2)`` starts ``atp-bridge serve``
+    """``serve(config_path, "--connections", "50", workers=2)`` starts ``atp-bridge serve``
     (with the test adapters importable) and waits for /healthz; stopped at teardown."""
     from tests.serve import BridgeProcess
 

@@ -138,7 +138,7 @@ def test_serve_exits_3_without_a_traceback_when_the_workers_cannot_build_an_adap
 
 
 @pytest.mark.parametrize("name, value, expected", [
-    ("ATP_BRIDGE_THREADS", "eight", "a whole number >= 1"),
+    ("ATP_BRIDGE_WORKER_CONNECTIONS", "eight", "a whole number >= 1"),
     ("WEB_CONCURRENCY", "0", "a whole number >= 1"),
     ("ATP_BRIDGE_TIMEOUT", "-5", "a whole number >= 0"),
     ("ATP_BRIDGE_LOG_FLUSH_MS", "soon", "milliseconds, a number >= 0"),

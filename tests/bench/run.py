@@ -211,8 +211,8 @@ def main(argv=None) -> None:
     command = "python -m tests.bench.run " + shlex.join(argv if argv is not None else sys.argv[1:])
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
     settings = {"loadavg": os.getloadavg()[0], "wrk": wrk_version,
-                "gunicorn": f"1 worker, worker_class={gunicorn_conf.worker_class}, threads="
-                            f"{gunicorn_conf.threads}, keepalive={gunicorn_conf.keepalive}",
+                "gunicorn": f"1 worker, worker_class={gunicorn_conf.worker_class}, worker_connections="
+                            f"{gunicorn_conf.worker_connections}, keepalive={gunicorn_conf.keepalive}",
                 "load": f"wrk -t{opts.threads} -c{opts.connections}, {opts.rounds} alternated round(s) of "
                         f"{opts.duration:g} s per server after a {opts.warmup:g} s warm-up, medians reported"}
 

@@ -1,7 +1,7 @@
 """The processes the benchmark measures: the floor and atp-bridge, plus /proc readings.
 
 Both run under gunicorn with the settings of :mod:`atp_bridge.gunicorn_conf`
-(gthread, threads, timeouts, keep-alive), so the comparison stays in sync with
+(the gevent worker, connections, timeouts, keep-alive), so the comparison stays in sync with
 ``atp-bridge serve``. The floor leaves out only what belongs to atp-bridge's
 own work: access logging and server hooks (e.g. metrics clean-up).
 
@@ -135,9 +135,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the floor app ($FLOOR_CSV) under gunicorn.")
     parser.add_argument("--bind", required=True)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--threads", type=int)
+    parser.add_argument("--connections", type=int)
     args = parser.parse_args()
-    FloorServer({"bind": args.bind, "workers": args.workers, "threads": args.threads}).run()
+    FloorServer({"bind": args.bind, "workers": args.workers, "worker_connections": args.connections}).run()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def load_conf():
 def conf(monkeypatch):
     monkeypatch.setenv("ATP_BRIDGE_BIND", "0.0.0.0:9090")
     monkeypatch.setenv("WEB_CONCURRENCY", "5")
-    monkeypatch.setenv("ATP_BRIDGE_THREADS", "3")
+    monkeypatch.setenv("ATP_BRIDGE_WORKER_CONNECTIONS", "300")
     monkeypatch.setenv("ATP_BRIDGE_GRACEFUL_TIMEOUT", "12")
     monkeypatch.setenv("ATP_BRIDGE_TIMEOUT", "40")
     yield load_conf()
@@ -30,16 +30,18 @@ def conf(monkeypatch):
 
 
 def test_the_numbers_come_from_the_environment(conf):
-    assert (conf.bind, conf.workers, conf.threads, conf.graceful_timeout, conf.timeout) == \
-        ("0.0.0.0:9090", 5, 3, 12, 40)
-    assert conf.worker_class == "gthread" and conf.preload_app is False and conf.accesslog is None
+    assert (conf.bind, conf.workers, conf.worker_connections, conf.graceful_timeout, conf.timeout) == \
+        ("0.0.0.0:9090", 5, 300, 12, 40)
+    assert conf.worker_class == "atp_bridge.worker.Worker" and conf.preload_app is False and conf.accesslog is None
 
 
 def test_the_defaults_without_environment(monkeypatch):
-    for var in ("ATP_BRIDGE_BIND", "WEB_CONCURRENCY", "ATP_BRIDGE_THREADS", "ATP_BRIDGE_GRACEFUL_TIMEOUT"):
+    for var in ("ATP_BRIDGE_BIND", "WEB_CONCURRENCY", "ATP_BRIDGE_WORKER_CONNECTIONS",
+                "ATP_BRIDGE_GRACEFUL_TIMEOUT"):
         monkeypatch.delenv(var, raising=False)
     conf = load_conf()
-    assert (conf.bind, conf.workers, conf.threads, conf.graceful_timeout) == ("127.0.0.1:8080", 2, 8, 25)
+    assert (conf.bind, conf.workers, conf.worker_connections, conf.graceful_timeout) == \
+        ("127.0.0.1:8080", 2, 1000, 25)
 
 
 def test_child_exit_marks_the_worker_dead_for_prometheus(conf, monkeypatch, tmp_path):
