@@ -18,17 +18,20 @@ import logging
 import os
 import time
 
+import orjson
 from flask import Flask
 
 from atp_bridge import metrics
+from atp_bridge.http_errors import envelope
 from atp_bridge.logs import make_record
 
-__all__ = ["register", "request_id_from", "REQUEST_ID_HEADER", "FACTS"]
+__all__ = ["register", "request_id_from", "REQUEST_ID_HEADER", "FACTS", "ARRIVED"]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 UNMATCHED = "(unmatched)"  # one label for every 404, so scanners cannot explode cardinality
 _UNMATCHED = (UNMATCHED, logging.DEBUG)
 FACTS = "atp_bridge.facts"  # environ key: (pairs, adapters, degraded reason) of a webhook call
+ARRIVED = "atp_bridge.arrived"  # environ key: time.monotonic() when the request reached the app
 
 access_log = logging.getLogger("atp_bridge.access")
 
@@ -86,7 +89,9 @@ class AccessMiddleware:
         return handles
 
     def __call__(self, environ: dict, start_response):
-        t0 = time.perf_counter()
+        # under the gevent worker a request reaches the app as soon as its headers are
+        # in (no queue for a thread): the webhook's deadline counts from here
+        t0 = environ[ARRIVED] = time.monotonic()
         rid = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
         answered = []
 
@@ -95,10 +100,13 @@ class AccessMiddleware:
             answered.append(status)
             return start_response(status, headers, exc_info)
 
-        body = self.wsgi_app(environ, start)
-        elapsed = time.perf_counter() - t0
-        status = int(answered[-1][:3]) if answered else 500
         path = environ.get("PATH_INFO", "")
+        if path[:2] == "//":  # Werkzeug would match "//availabilities" as "/availabilities"
+            body = _not_found(start)
+        else:
+            body = self.wsgi_app(environ, start)
+        elapsed = time.monotonic() - t0
+        status = int(answered[-1][:3]) if answered else 500
         route, level = self.routes.get(path, _UNMATCHED)
         count, latency = self.handles.get((route, status)) or self._new_handles(route, status)
         count.inc()
@@ -120,6 +128,16 @@ class AccessMiddleware:
                 "adapters": adapters, "duration_ms": round(elapsed * 1000, 3),
                 "degraded": reason or None, "remote": environ.get("REMOTE_ADDR")}))
         return body
+
+
+_NOT_FOUND = orjson.dumps(envelope("not_found", "no such path; the webhook is POST /availabilities "
+                                               "(and the same under base_path)"))
+
+
+def _not_found(start_response) -> list[bytes]:
+    start_response("404 NOT FOUND", [("Content-Type", "application/json"),
+                                     ("Content-Length", str(len(_NOT_FOUND)))])
+    return [_NOT_FOUND]
 
 
 def register(app: Flask, webhooks) -> None:

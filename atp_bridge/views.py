@@ -15,9 +15,10 @@ import orjson
 from flask import Blueprint, Flask, Response, current_app, request
 
 from atp_bridge import metrics
-from atp_bridge.access import FACTS
+from atp_bridge.access import ARRIVED, FACTS
 from atp_bridge.errors import RequestError
 from atp_bridge.schemas import parse_request, request_error
+from atp_bridge.timeouts import TimeLimit, close_connection, time_limit
 
 log = logging.getLogger("atp_bridge")
 
@@ -35,10 +36,15 @@ def _state():
 
 
 def check_auth(keys: tuple[bytes, ...], given: str) -> None:
-    """Accept ``Authorization: <key>`` or ``Bearer <key>``; constant-time compare."""
+    """Accept ``Authorization: <key>`` or ``Bearer <key>``, exactly; constant-time compare.
+
+    The scheme is case-insensitive and followed by exactly one space; nothing
+    else is stripped (HTTP itself drops the blanks around a header's value),
+    so ``Bearer  <key>`` or a key with a stray character is refused.
+    """
     if given[:7].lower() == "bearer ":
         given = given[7:]
-    given_b = given.strip().encode("utf-8", "surrogateescape")
+    given_b = given.encode("utf-8", "surrogateescape")
     ok = False
     for key in keys:  # compare against every key: no early exit to time
         ok |= hmac.compare_digest(given_b, key)
@@ -47,16 +53,59 @@ def check_auth(keys: tuple[bytes, ...], given: str) -> None:
                            status=401, code="unauthorized")
 
 
+def read_body(environ: dict, limit: int, deadline: float) -> bytes:
+    """The whole request body, at most ``limit`` bytes, in by ``deadline``.
+
+    Read from ``wsgi.input`` directly, so a chunked body gets the same limit as
+    one with a ``Content-Length`` (413), a body shorter than its
+    ``Content-Length`` or with broken chunk framing is a 400, and a body still
+    trickling in at the deadline is a 408, never a truncated read taken for
+    the body. Any of these leaves unread bytes on the connection, so it is
+    closed after the answer.
+    """
+    declared = environ.get("CONTENT_LENGTH")
+    declared = int(declared) if declared and declared.isdigit() else None
+    try:
+        if declared is not None and declared > limit:
+            raise _too_large(limit)
+        try:
+            with time_limit(deadline - time.monotonic()):
+                raw = environ["wsgi.input"].read(limit + 1)
+        except TimeLimit:
+            raise RequestError("request body not complete within deadline_ms", status=408,
+                               code="body_timeout",
+                               details=[{"field": "(body)", "problem": "sent too slowly"}]) from None
+        except Exception as e:  # the server's framing error (bad chunk size, missing terminator...)
+            problem = f"malformed body framing: {str(e)[:200] or type(e).__name__}"
+            raise RequestError(f"(body): {problem}", code="bad_framing",
+                               details=[{"field": "(body)", "problem": problem}]) from None
+        if len(raw) > limit:
+            raise _too_large(limit)
+        if declared is not None and len(raw) < declared:
+            problem = f"body has {len(raw)} bytes, Content-Length says {declared}"
+            raise RequestError(f"(body): {problem}", code="incomplete_body",
+                               details=[{"field": "(body)", "problem": problem}])
+    except RequestError:
+        close_connection(environ)
+        raise
+    return raw
+
+
+def _too_large(limit: int) -> RequestError:
+    msg = f"request body is larger than max_body_bytes={limit}"
+    return RequestError(msg, status=413, code="body_too_large",
+                        details=[{"field": "(body)", "problem": msg}])
+
+
 def availabilities():
     """``POST /availabilities``: NewStore's External Availability Webhook."""
-    started = time.monotonic()
-    req = request._get_current_object()  # one context lookup, not one per use
-    environ = req.environ
+    environ = request.environ
+    started = environ.get(ARRIVED) or time.monotonic()  # the deadline counts from arrival
     state = _state()
     if state.api_keys:
         check_auth(state.api_keys, environ.get("HTTP_AUTHORIZATION", ""))
     config = state.config
-    raw = req.get_data(cache=False)  # 413 beyond max_body_bytes (MAX_CONTENT_LENGTH)
+    raw = read_body(environ, config.max_body_bytes, started + state.bridge.deadline_s)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
@@ -126,6 +175,9 @@ def openapi():
 
 def register(app: Flask, base_path: str) -> list[str]:
     """Mount the webhook at ``/availabilities`` and under ``base_path``; return its rules."""
+    # exactly the documented paths: no merging of "//" (Werkzeug would answer a 308
+    # whose Location is built from the caller's Host header), anything else is a 404
+    app.url_map.merge_slashes = False
     rules = ["/availabilities"] + ([f"{base_path}/availabilities"] if base_path else [])
     for i, rule in enumerate(rules):
         app.add_url_rule(rule, "availabilities" if i == 0 else "availabilities_base",

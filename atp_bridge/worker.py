@@ -32,9 +32,12 @@ import orjson
 from gunicorn import util
 from gunicorn.workers.ggevent import GeventWorker
 
+from atp_bridge.timeouts import CLOSE_CONNECTION
+
 __all__ = ["Worker", "write_json_error"]
 
 MESSAGE_LIMIT = 300  # gunicorn's messages quote the offending request line or header
+LINGER_S = 0.5  # how long an error page waits for the client to stop sending
 
 
 def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
@@ -47,6 +50,20 @@ def write_json_error(sock, status_int: int, reason: str, mesg: str) -> None:
     head = (f"HTTP/1.1 {status_int} {reason}\r\nConnection: close\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
     util.write_nonblock(sock, head.encode("latin-1") + body)
+    _linger(sock)
+
+
+def _linger(sock, seconds: float = LINGER_S, limit: int = 256 * 1024) -> None:
+    """Close the sending side and read what the client still sends, briefly:
+    closing with unread input makes the kernel answer a reset, and the client
+    loses the error page it has not read yet (a 10,000-character URL, say)."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        with gevent.Timeout(seconds, False):
+            while limit > 0 and (data := sock.recv(65536)):
+                limit -= len(data)
+    except OSError:
+        pass
 
 
 class _AwaitingRequest:
@@ -102,6 +119,18 @@ class Worker(GeventWorker):
                     client.shutdown(socket.SHUT_RDWR)
                 except OSError:  # already gone
                     pass
+
+    def load_wsgi(self):
+        super().load_wsgi()
+        app = self.wsgi
+
+        def wsgi(environ, start_response):
+            # a view that leaves bytes unread (a refused or broken body) ends the
+            # connection after its answer: start_response belongs to gunicorn's Response
+            environ[CLOSE_CONNECTION] = start_response.__self__.force_close
+            return app(environ, start_response)
+
+        self.wsgi = wsgi
 
     def init_process(self):
         # gunicorn writes every error page through util.write_error (workers/base.py
