@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from adapters import adapter_class
 from adapters.base import Adapter, Health
 from atp_bridge.config_types import BridgeConfig
-from atp_bridge.errors import AdapterError, AdapterTimeout
+from atp_bridge.errors import AdapterError, AdapterTimeout, mask, mask_value
 from atp_bridge.planner import Plan, Planner, finalize, merge
 
 log = logging.getLogger("atp_bridge")
@@ -172,13 +172,15 @@ class Bridge:
         return result
 
     def health(self) -> dict[str, Health]:
-        """Every adapter's health (wrapped upstreams included)."""
+        """Every adapter's health (wrapped upstreams included), secrets masked:
+        an adapter's detail may quote a URL or a library error."""
         out = {}
         for adapter in self.adapters:
             try:
-                out[adapter.name] = adapter.health()
+                h = adapter.health()
             except Exception as e:  # a health check must never take /readyz down
-                out[adapter.name] = Health(False, f"health check failed: {type(e).__name__}: {e}")
+                h = Health(False, f"health check failed: {type(e).__name__}: {e}")
+            out[adapter.name] = Health(h.ok, mask(h.detail), mask_value(dict(h.info)))
         return out
 
     def close(self) -> None:

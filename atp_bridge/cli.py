@@ -1,6 +1,7 @@
 """The ``atp-bridge`` command: serve, check-config, query."""
 from __future__ import annotations
 
+import logging
 import sys
 
 if sys.argv[1:2] == ["serve"]:
@@ -16,7 +17,7 @@ import orjson
 
 from atp_bridge.cache_cli import cache
 from atp_bridge.config import CONFIG_HELP, load_config, resolve_path
-from atp_bridge.errors import ConfigError
+from atp_bridge.errors import ConfigError, mask
 from atp_bridge.fulfillment.cli import fulfillment, fulfillment_emulator
 
 
@@ -29,6 +30,27 @@ class ConfigProblem(click.ClickException):
         super().__init__(f"invalid configuration {path} ({len(error.problems)} problem"
                          f"{'s' if len(error.problems) != 1 else ''}):\n{lines}\n"
                          f"Fix these keys and run `atp-bridge check-config` again.")
+
+
+def echo(text: str = "", err: bool = False) -> None:
+    """``click.echo`` with every secret masked: what the CLI prints may quote
+    config values and adapter errors."""
+    click.echo(mask(text), err=err)
+
+
+def mask_log_lines() -> None:
+    """Send the ``atp_bridge`` warnings of a CLI command to stderr through
+    :class:`~atp_bridge.logs.MaskingFormatter`: unhandled, they would reach
+    Python's last-resort handler, which prints them as they are."""
+    from atp_bridge.logs import MaskingFormatter
+
+    logger = logging.getLogger("atp_bridge")
+    if logging.getLogger().handlers or logger.handlers:
+        return  # the host (pytest, an embedding app) configured logging
+    handler = logging.StreamHandler()
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(MaskingFormatter())
+    logger.addHandler(handler)
 
 
 def load_or_exit(path):
@@ -73,11 +95,11 @@ def check_config(config_path):
     """Validate the configuration; print every problem with file and key."""
     config = load_or_exit(config_path)
     auth = f"{len(config.api_keys)} API key(s)" if config.api_keys else "NO API KEYS (auth disabled)"
-    click.echo(f"OK {config.source}: {len(config.adapters)} adapter(s), {auth}, "
+    echo(f"OK {config.source}: {len(config.adapters)} adapter(s), {auth}, "
                f"merge={config.merge}, on_error={config.on_error}, deadline_ms={config.deadline_ms}")
     for i, a in enumerate(config.adapters, 1):
         via = f", upstream={a.upstream}" if a.upstream else ""
-        click.echo(f"  {i}. {a.name} (type={a.type}, locations={','.join(a.locations)}, "
+        echo(f"  {i}. {a.name} (type={a.type}, locations={','.join(a.locations)}, "
                    f"match_on={a.match_on}{via}) from {a.source}")
 
 
@@ -92,7 +114,13 @@ def query(config_path, products, locations, as_json):
     from atp_bridge.bridge import Bridge
 
     config = load_or_exit(config_path)
-    bridge = Bridge.from_config(config)
+    mask_log_lines()
+    try:
+        bridge = Bridge.from_config(config)
+    except ConfigError as e:
+        raise ConfigProblem(resolve_path(config_path), e) from None
+    except Exception as e:  # an adapter that cannot start: say why, masked, without a traceback
+        raise click.ClickException(mask(f"cannot start the adapters: {type(e).__name__}: {e}")) from None
     products, locations = list(products), list(locations)
     try:  # one pass through the bridge: what each adapter said is what was merged
         answer = bridge.answer(products, products, locations, omit_unknown=True)  # None = unknown
@@ -108,21 +136,21 @@ def query(config_path, products, locations, as_json):
     merged = [{"product": p, "location": loc, "atp": answer.atps[i * len(locations) + j]}
               for i, p in enumerate(products) for j, loc in enumerate(locations)]
     if as_json:
-        click.echo(orjson.dumps({"adapters": per_adapter, "merged": merged,
-                                 "degraded": answer.degraded}, option=orjson.OPT_INDENT_2))
+        echo(orjson.dumps({"adapters": per_adapter, "merged": merged, "degraded": answer.degraded},
+                          option=orjson.OPT_INDENT_2).decode("utf-8"))
         sys.exit(2 if answer.degraded else 0)
     for name, values in per_adapter.items():
-        click.echo(f"adapter {name}:")
+        echo(f"adapter {name}:")
         for pair, v in values.items():
-            click.echo(f"  {pair:<40} {'unknown' if v is None else v}")
+            echo(f"  {pair:<40} {'unknown' if v is None else v}")
     if not per_adapter:
-        click.echo("no adapter serves these locations")
-    click.echo(f"merged (merge={config.merge}, safety stock applied):")
+        echo("no adapter serves these locations")
+    echo(f"merged (merge={config.merge}, safety stock applied):")
     for row in merged:
         atp = "unknown (0)" if row["atp"] is None else row["atp"]
-        click.echo(f"  {row['product'] + '@' + row['location']:<40} {atp}")
+        echo(f"  {row['product'] + '@' + row['location']:<40} {atp}")
     if answer.degraded:
-        click.echo(f"DEGRADED: {answer.reason} (NewStore would get atp 0)", err=True)
+        echo(f"DEGRADED: {answer.reason} (NewStore would get atp 0)", err=True)
         sys.exit(2)
 
 

@@ -5,6 +5,9 @@ per file, file-name order = priority order) or a single YAML file with the same
 server-wide keys and an ``adapters:`` list. Every problem is collected and
 reported at once as ``file: key: message``; values are never echoed, so
 secrets cannot leak through error messages.
+
+Every value from ``${VAR}`` or ``${VAR:-default}`` is recorded as a secret
+(:data:`atp_bridge.errors.SECRETS`): masked as ``***`` wherever text leaves.
 """
 from __future__ import annotations
 
@@ -17,12 +20,16 @@ import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from atp_bridge.config_types import AdapterSpec, BridgeConfig, SafetyStock
-from atp_bridge.errors import ConfigError, UnknownAdapterType
+from atp_bridge.errors import SECRETS, ConfigError, UnknownAdapterType
 from atp_bridge.schemas import flatten_messages
 
 ENV_VAR = "ATP_BRIDGE_CONFIG"
 CONFIG_HELP = f"Config directory or YAML file (default: ${ENV_VAR}, else the embedded sample)."
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# an adapter's name: a top-level key in adapters/*.yaml, adapters.N.name in a single file
+_ADAPTER_NAME = re.compile(r"(adapters\.\d+\.)?name\.")
+NAME_FROM_ENV = ("an adapter name cannot come from ${...}: names appear unmasked in metrics, "
+                 "the X-ATP-Degraded header and the access log; write it literally")
 
 
 class _SafetyStockSchema(Schema):
@@ -190,6 +197,8 @@ def _expand(value, path: Path, key: str, problems: list[str]):
     if isinstance(value, list):
         return [_expand(v, path, f"{key}{i}.", problems) for i, v in enumerate(value)]
     if isinstance(value, str) and "$" in value:
+        substituted = []
+
         def sub(m):
             if m.group(0) == "$$":
                 return "$"
@@ -200,9 +209,15 @@ def _expand(value, path: Path, key: str, problems: list[str]):
                     problems.append(f"{path}: {key.rstrip('.')}: environment variable "
                                     f"{var} is not set (use ${{{var}:-default}} for a default)")
                     return ""
-                return default
+                got = default  # from the ${} form too: as secret as the variable's value
+            substituted.append(got)
+            SECRETS.add(got)  # before any problem or error can quote it
             return got
-        return _VAR.sub(sub, value)
+
+        expanded = _VAR.sub(sub, value)
+        if substituted and _ADAPTER_NAME.fullmatch(key):  # names are shown unmasked, by design
+            problems.append(f"{path}: {key.rstrip('.')}: {NAME_FROM_ENV}")
+        return expanded
     return value
 
 

@@ -4,6 +4,11 @@ Every line has ``ts`` (UTC, ISO 8601), ``level``, ``logger`` and ``msg``. A
 record whose message is a dict (the access line) is emitted as that dict plus
 those keys, so the hot path pays for one dict and one ``orjson.dumps``.
 
+Every other record's message and exception text are masked
+(:func:`atp_bridge.errors.mask`): no value from a ``${VAR}`` reaches a line.
+The access line is not: it is built from the request (method, path, status,
+adapter names, which cannot come from ``${VAR}``) and never from config values.
+
 The level is ``$ATP_BRIDGE_LOG_LEVEL`` if set, else the config's ``log_level``.
 
 Lines are written in batches (:class:`BufferedStreamHandler`): at most every
@@ -22,8 +27,10 @@ import weakref
 import orjson
 from gunicorn import glogging
 
-__all__ = ["JsonFormatter", "BufferedStreamHandler", "make_record", "GunicornLogger", "setup_logging", "LEVEL_ENV",
-           "FLUSH_ENV", "gunicorn_logconfig", "flush_interval_ms"]
+from atp_bridge.errors import mask
+
+__all__ = ["JsonFormatter", "MaskingFormatter", "BufferedStreamHandler", "make_record", "GunicornLogger",
+           "setup_logging", "LEVEL_ENV", "FLUSH_ENV", "gunicorn_logconfig", "flush_interval_ms"]
 
 LEVEL_ENV = "ATP_BRIDGE_LOG_LEVEL"
 FLUSH_ENV = "ATP_BRIDGE_LOG_FLUSH_MS"
@@ -53,10 +60,17 @@ class JsonFormatter(logging.Formatter):
             out["logger"] = record.name
         else:
             out = {"ts": f"{ts}.{int(record.msecs):03d}Z", "level": record.levelname,
-                   "logger": record.name, "msg": record.getMessage()}
+                   "logger": record.name, "msg": mask(record.getMessage())}
         if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
+            out["exc"] = mask(self.formatException(record.exc_info))
         return orjson.dumps(out, default=str).decode("utf-8")
+
+
+class MaskingFormatter(logging.Formatter):
+    """Plain text, secrets masked: for the CLI's own stderr (``atp-bridge query``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))
 
 
 # every attribute a LogRecord has, as Logger.log makes one with the caller lookup off

@@ -3,9 +3,11 @@
 Speaks the REST adapter's default wire format out of the box and answers from
 ``stock`` ({(product, location): atp}); ``respond`` swaps in any other format.
 Switches inject the faults a real ERP has: ``mode`` (``ok``, ``slow``,
-``hang``, ``error`` (500), ``garbage``, ``drop``), ``fail_next(n, status)``
-(503-then-ok), required credentials (``expect_header``) answering 401, and an
-OAuth2 token endpoint at ``/token``. ``log`` records every request.
+``hang``, ``error`` (500), ``echo`` (500 quoting the request target as sent
+and its decoded query, after ``echo_prefix``), ``garbage``, ``drop``),
+``fail_next(n, status)`` (503-then-ok), required credentials
+(``expect_header``) answering 401, and an OAuth2 token endpoint at
+``/token``. ``log`` records every request.
 
 Use it as a context manager or through the ``erp`` fixture in the tests.
 """
@@ -33,6 +35,7 @@ class Seen:
     body: bytes
     client_port: int = 0
     at: float = field(default_factory=time.monotonic)
+    target: str = ""  # the request target as sent: path and raw query string
 
     def json(self):
         return orjson.loads(self.body)
@@ -58,6 +61,7 @@ class FakeErp:
         self.mode = "ok"
         self.slow_s = 0.0
         self.error_body = b'{"error": "internal"}'
+        self.echo_prefix = "internal error; request was: "  # mode "echo"
         self.expect_header: tuple[str, str] | None = None   # else 401
         self.health_status = 200
         self.log: list[Seen] = []
@@ -143,6 +147,9 @@ class FakeErp:
             time.sleep(self.slow_s)
         if mode == "error":
             return 500, self.error_body
+        if mode == "echo":  # a careless ERP that quotes the request in its error page
+            return 500, (f"{self.echo_prefix}{seen.method} {seen.target} "
+                         f"query={orjson.dumps(seen.query).decode()}").encode()
         if mode == "garbage":
             return 200, b"<html>Service temporarily unavailable</html>"
         if mode == "drop":
@@ -178,7 +185,8 @@ def _handler(erp: FakeErp):
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             seen = Seen(self.command, parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()},
-                        {k.lower(): v for k, v in self.headers.items()}, body, self.client_address[1])
+                        {k.lower(): v for k, v in self.headers.items()}, body, self.client_address[1],
+                        target=self.path)
             erp.log.append(seen)
             answer = erp.handle(seen)
             if answer is None:  # drop: close without a status line
