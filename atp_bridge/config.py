@@ -49,9 +49,12 @@ class _AuthSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    api_keys = fields.List(fields.String(validate=validate.Length(
-        min=20, error="API keys must be at least 20 characters (NewStore's minimum).")),
-        load_default=list)
+    api_keys = fields.List(fields.String(validate=[
+        validate.Length(min=20, error="API keys must be at least 20 characters (NewStore's minimum)."),
+        # HTTP drops the blanks around a header value, so such a key could never match
+        validate.Regexp(r"\A\S(?:.*\S)?\Z", error="an API key may not start or end with whitespace "
+                                                "(is there a stray space or newline from the secret store?)"),
+    ]), load_default=list)
 
 
 class _HoldsSchema(Schema):

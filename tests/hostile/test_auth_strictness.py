@@ -51,3 +51,16 @@ def test_the_key_alone_or_after_one_bearer_space_is_accepted(bridge, value):
                                    b" Bearer " + K + b" extra", b" " + K.upper(), b"", b" Bearer "])
 def test_anything_else_is_refused_with_401(bridge, value):
     assert status_with(bridge, value) == 401
+
+
+@pytest.mark.parametrize("key", [KEY + "\n", " " + KEY, KEY + "\t"])
+def test_a_configured_key_with_blanks_at_either_end_is_a_config_problem(tmp_path, key):
+    from atp_bridge.config import load_config
+    from atp_bridge.errors import ConfigError
+
+    path = write_yaml(tmp_path / "bridge.yaml", {"auth": {"api_keys": [KEY, key]},
+                                                 "adapters": [{"name": "stock", "type": "csv", "path": "s.csv"}]})
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert e.value.problems == [f"{path}: auth.api_keys.1: an API key may not start or end with "
+                                "whitespace (is there a stray space or newline from the secret store?)"]
