@@ -102,6 +102,14 @@ def render(results: dict, settings: dict, command: str, old: str | None) -> str:
            "![throughput vs pairs](benchmarks.png)", "",
            "## Scaling with workers", "", scaling_table(results["scaling"]), "",
            "## The 1M-row CSV", "", big_table(results["big"]), ""]
+    if results.get("hostile"):
+        from tests.bench import hostile
+
+        out += ["## Slow and idle clients", "",
+                "`python -m tests.bench.hostile`: `atp-bridge serve` with 2 workers; requests one at a "
+                "time, each on a new connection, with nothing else open, then with 200 connections that "
+                "send nothing and 50 trickling a request head or body a byte every 2 s (target: p50 under "
+                "100 ms, max under `deadline_ms`).", "", hostile.table(results["hostile"]), ""]
     if results.get("profiles"):
         out += ["## Where the time goes", "",
                 "`py-spy record --gil` on the atp-bridge worker under the same load (samples taken only "

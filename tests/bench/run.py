@@ -8,7 +8,8 @@ same gunicorn settings, same wrk load) at 2x3, 50x10 and 500x20 pairs,
 alternated round by round, median of the rounds; (2) atp-bridge with 1, 2 and
 4 workers at 500 pairs; (3) a 1,000,000-row CSV: worker RSS growth, time to
 ready, and latency while the file is replaced under load; (4) with
-``--profile``, py-spy on the worker at 500 and 10,000 pairs.
+``--profile``, py-spy on the worker at 500 and 10,000 pairs; (5) latency with
+200 idle and 50 slowloris connections open (``tests.bench.hostile``).
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import orjson
 import requests
 
 from atp_bridge import gunicorn_conf
-from tests.bench import profile, report
+from tests.bench import hostile, profile, report
 from tests.bench.csv_memory import generate
 from tests.bench.servers import Bridge, Floor, status_mb
 from tests.bench.wrk import Wrk
@@ -240,9 +241,11 @@ def main(argv=None) -> None:
             return
         results["scaling"] = scaling(wrk, config, bodies[(50, 10)], tmp, opts)
         results["big"] = big_csv(wrk, tmp, opts)
+        log("slow and idle clients")
+        results["hostile"] = hostile.measure(tmp)
 
     print(report.compare_table(results["compare"]), "", report.scaling_table(results["scaling"]), "",
-          report.big_table(results["big"]), sep="\n")
+          report.big_table(results["big"]), "", hostile.table(results["hostile"]), sep="\n")
     if results.get("profiles"):
         print("", report.profile_tables(results["profiles"]), sep="\n")
     if not opts.no_docs:
