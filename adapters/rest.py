@@ -8,6 +8,8 @@ request's deadline; connection errors and 502/503/504 are retried with a short
 backoff while time remains. A circuit breaker answers at once while the ERP is
 known to be down. Every failure becomes an :class:`AdapterError` naming the
 adapter and the cause, with secrets scrubbed.
+A call, body included, ends at ``min(timeout_ms, time left)`` in total and
+when its body grows past ``max_response_bytes`` (:mod:`adapters.rest_http`).
 """
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from adapters.base import Adapter, Batch, Health
 from adapters.rest_auth import AuthError, Redactor, excerpt, make_auth
 from adapters.rest_circuit import CircuitBreaker, CircuitOpen
+from adapters.rest_http import MAX_RESPONSE_BYTES, BudgetAdapter, BudgetExceeded, TooLarge, send
 from adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
 from adapters.rest_wire import Parser, WireError, chunks, describe_error, encode, safe_url
 from atp_bridge import metrics
@@ -39,9 +41,10 @@ BACKOFF_S = 0.05
 def build_session(max_concurrency: int, tls_verify: bool = True, ca_bundle: str | None = None,
                   headers: dict | None = None) -> requests.Session:
     """A pooled session: enough kept-alive connections for ``max_concurrency``
-    calls from several bridge requests at once, and no hidden retries."""
+    calls from several bridge requests at once, no hidden retries, and
+    connections that :func:`adapters.rest_http.send` can cut at a call's budget."""
     session = requests.Session()
-    pool = HTTPAdapter(pool_connections=4, pool_maxsize=max(10, 2 * max_concurrency), max_retries=0)
+    pool = BudgetAdapter(pool_connections=4, pool_maxsize=max(10, 2 * max_concurrency), max_retries=0)
     session.mount("http://", pool)
     session.mount("https://", pool)
     session.verify = ca_bundle if ca_bundle else tls_verify
@@ -57,7 +60,8 @@ class RestAdapter(Adapter):
     file_options = ("ca_bundle",)
 
     def __init__(self, name: str, *, url: str, method: str = "POST", auth=None,
-                 timeout_ms: int = 2000, batch_size: int = 500, max_concurrency: int = 4,
+                 timeout_ms: int = 2000, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 batch_size: int = 500, max_concurrency: int = 4,
                  retries: int = 1, request: RequestSpec | None = None,
                  response: ResponseSpec | None = None, headers: dict | None = None,
                  tls_verify: bool = True, ca_bundle: str | None = None,
@@ -66,14 +70,18 @@ class RestAdapter(Adapter):
         super().__init__(name, **kw)
         self.url, self.method = url, method
         self.timeout_s = timeout_ms / 1000
+        self.max_response_bytes = max_response_bytes
         self.batch_size, self.max_concurrency, self.retries = batch_size, max_concurrency, retries
         self.request_spec = request or RequestSpec()
         self.parser = Parser(response or ResponseSpec())
         self.health_url, self.health_cache_s = health_url, health_cache_s
         self.session = session or build_session(max_concurrency, tls_verify, ca_bundle, headers)
+        if not isinstance(self.session.get_adapter(url), BudgetAdapter):  # else per read only
+            raise ValueError("the session must mount adapters.rest_http.BudgetAdapter")
         self.redact = Redactor()
         self.redact.add(*(headers or {}).values())
-        self.auth = make_auth(auth, self.session, self.timeout_s, self.redact, self._count_token)
+        self.auth = make_auth(auth, self.session, self.timeout_s, self.redact, self._count_token,
+                              max_bytes=max_response_bytes)
         self.circuit = CircuitBreaker(**(circuit or {}), on_change=self._circuit_changed)
         # the calling thread runs one chunk, so the pool needs one thread fewer
         self._pool = (ThreadPoolExecutor(max_concurrency - 1, thread_name_prefix=f"rest-{name}")
@@ -194,9 +202,14 @@ class RestAdapter(Adapter):
             with self._lock:
                 self.calls += 1
             try:
-                resp = self.session.request(self.method, self.url, timeout=(timeout, timeout),
-                                            headers={**extra_headers, **auth_headers},
-                                            allow_redirects=False, **kwargs)
+                status, body = send(self.session, self.method, self.url, budget_s=timeout,
+                                    max_bytes=self.max_response_bytes,
+                                    headers={**extra_headers, **auth_headers},
+                                    allow_redirects=False, **kwargs)
+            except BudgetExceeded as e:  # trickled headers or body: not retried, like a read timeout
+                raise AdapterTimeout(self.name, f"{where}: {e}") from None
+            except TooLarge as e:
+                raise AdapterError(self.name, f"{where}: {e}") from None
             except requests.Timeout as e:
                 if isinstance(e, requests.ConnectTimeout) and self._may_retry(attempt, deadline):
                     attempt += 1
@@ -210,7 +223,6 @@ class RestAdapter(Adapter):
                 raise AdapterError(self.name, f"{where}: {describe_error(e)}{_tries(attempt)}") from None
             except requests.RequestException as e:
                 raise AdapterError(self.name, f"{where}: {describe_error(e)}") from None
-            status = resp.status_code
             if status == 401 and self.auth.refreshable and not refreshed:
                 self.auth.invalidate(auth_headers)
                 refreshed = True
@@ -221,12 +233,12 @@ class RestAdapter(Adapter):
             if not 200 <= status < 300:
                 hint = " (check the adapter's auth)" if status in (401, 403) else ""
                 raise AdapterError(self.name, f"{where}: HTTP {status}{hint}{_tries(attempt)}: "
-                                              f"{excerpt(resp.content, self.redact)}")
+                                              f"{excerpt(body, self.redact)}")
             try:
-                return self.parser.parse(resp.content)
+                return self.parser.parse(body)
             except WireError as e:
                 raise AdapterError(self.name, f"{where}: {e}: "
-                                              f"{excerpt(resp.content, self.redact, 120)}") from None
+                                              f"{excerpt(body, self.redact, 120)}") from None
 
     def _may_retry(self, attempt: int, deadline: float) -> bool:
         """Sleep the backoff and say yes, if a retry is allowed and fits in time."""
@@ -260,14 +272,17 @@ class RestAdapter(Adapter):
         where = f"GET {safe_url(self.health_url)}"
         try:
             headers = self.auth.headers(time.monotonic() + self.timeout_s)
-            resp = self.session.get(self.health_url, headers=headers, allow_redirects=False,
-                                    timeout=(self.timeout_s, self.timeout_s))
+            status, _ = send(self.session, "GET", self.health_url, budget_s=self.timeout_s,
+                             max_bytes=self.max_response_bytes, headers=headers,
+                             allow_redirects=False)
         except AuthError as e:
             return Health(False, f"{where}: auth: {self.redact(str(e))}", info)
+        except (BudgetExceeded, TooLarge) as e:
+            return Health(False, f"{where}: {e}", info)
         except requests.RequestException as e:
             return Health(False, f"{where}: {describe_error(e)}", info)
-        ok = 200 <= resp.status_code < 300
-        return Health(ok, f"{where}: HTTP {resp.status_code}", {**info, "status": resp.status_code})
+        ok = 200 <= status < 300
+        return Health(ok, f"{where}: HTTP {status}", {**info, "status": status})
 
     def close(self) -> None:
         if self._pool is not None:

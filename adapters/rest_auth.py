@@ -15,6 +15,7 @@ import time
 import orjson
 import requests
 
+from adapters.rest_http import MAX_RESPONSE_BYTES, BudgetExceeded, TooLarge, send
 from adapters.rest_options import AuthSpec
 
 
@@ -72,10 +73,11 @@ class OAuth2ClientCredentials:
     DEFAULT_LIFETIME_S = 300.0  # when the endpoint does not say expires_in
 
     def __init__(self, spec: AuthSpec, session: requests.Session, timeout_s: float,
-                 redact: Redactor, on_fetch=None):
+                 redact: Redactor, on_fetch=None, max_bytes: int = MAX_RESPONSE_BYTES):
         self._spec = spec
         self._session = session
         self._timeout_s = timeout_s
+        self._max_bytes = max_bytes
         self._redact = redact
         self._on_fetch = on_fetch
         self._lock = threading.Lock()
@@ -118,16 +120,19 @@ class OAuth2ClientCredentials:
         timeout = min(self._timeout_s, remaining)
         if self._on_fetch:
             self._on_fetch()
-        try:
-            resp = self._session.post(spec.token_url, data=form, auth=basic, timeout=(timeout, timeout),
-                                      headers={"Accept": "application/json"}, allow_redirects=False)
+        try:  # bounded in total like every ERP call (adapters.rest_http)
+            status, body = send(self._session, "POST", spec.token_url, budget_s=timeout,
+                                max_bytes=self._max_bytes, data=form, auth=basic,
+                                headers={"Accept": "application/json"}, allow_redirects=False)
+        except (BudgetExceeded, TooLarge) as e:
+            raise AuthError(f"token endpoint: {e}") from e
         except requests.RequestException as e:
             raise AuthError(f"token endpoint unreachable: {type(e).__name__}") from e
-        if resp.status_code != 200:
-            raise AuthError(f"token endpoint answered HTTP {resp.status_code}: "
-                            f"{excerpt(resp.content, self._redact)}")
+        if status != 200:
+            raise AuthError(f"token endpoint answered HTTP {status}: "
+                            f"{excerpt(body, self._redact)}")
         try:
-            doc = orjson.loads(resp.content)
+            doc = orjson.loads(body)
             token = doc["access_token"]
             if not isinstance(token, str) or not token:
                 raise TypeError("access_token is not a non-empty string")
@@ -141,8 +146,9 @@ class OAuth2ClientCredentials:
 
 
 def make_auth(spec: AuthSpec | None, session: requests.Session, timeout_s: float,
-              redact: Redactor, on_fetch=None):
-    """The runtime auth for ``spec`` (None: no credentials)."""
+              redact: Redactor, on_fetch=None, max_bytes: int = MAX_RESPONSE_BYTES):
+    """The runtime auth for ``spec`` (None: no credentials); a token answer may
+    take ``timeout_s`` (never past the call's deadline) and ``max_bytes``."""
     if spec is None:
         return StaticAuth({})
     if spec.type == "bearer":
@@ -156,7 +162,7 @@ def make_auth(spec: AuthSpec | None, session: requests.Session, timeout_s: float
         redact.add(spec.value)
         return StaticAuth({spec.name: spec.value})
     if spec.type == "oauth2_client_credentials":
-        return OAuth2ClientCredentials(spec, session, timeout_s, redact, on_fetch)
+        return OAuth2ClientCredentials(spec, session, timeout_s, redact, on_fetch, max_bytes)
     raise ValueError(f"unknown auth type {spec.type!r}")
 
 

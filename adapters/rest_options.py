@@ -216,6 +216,8 @@ class RestOptionsSchema(Schema):
         ["POST", "GET"], error="Must be POST or GET."))
     auth = _AuthField(load_default=None, allow_none=True)
     timeout_ms = fields.Integer(load_default=2000, validate=validate.Range(min=1, max=60_000))
+    # left out when not set: RestAdapter's default (rest_http.MAX_RESPONSE_BYTES, 16 MiB) applies
+    max_response_bytes = fields.Integer(validate=validate.Range(min=1024, max=1024 ** 3))
     batch_size = fields.Integer(load_default=500, validate=validate.Range(min=1, max=100_000))
     max_concurrency = fields.Integer(load_default=4, validate=validate.Range(min=1, max=64))
     retries = fields.Integer(load_default=1, validate=validate.Range(min=0, max=10))

@@ -9,19 +9,32 @@ and its decoded query, after ``echo_prefix``), ``garbage``, ``drop``),
 (``expect_header``) answering 401, and an OAuth2 token endpoint at
 ``/token``. ``log`` records every request.
 
+Hostile answers: ``trickle_headers`` and ``trickle_body`` send one byte every
+``trickle_s`` (the headers, or the body after complete headers), stopping as
+soon as the client hangs up; ``flood`` sends a body of ``flood_bytes`` (with a
+Content-Length if ``flood_length``, else ended by closing the connection; a
+gzip bomb if ``flood_gzip``). ``open_connections`` counts the client connections
+open right now. These modes answer the paths in ``hostile_paths`` (``/atp``;
+add ``/token`` or ``/health`` to make those hostile too).
+
 Use it as a context manager or through the ``erp`` fixture in the tests.
 """
 from __future__ import annotations
 
 import base64
 import itertools
+import select
+import socket
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+
+HOSTILE_MODES = ("trickle_headers", "trickle_body", "flood")  # written by the handler itself
 
 
 @dataclass
@@ -42,6 +55,10 @@ class Seen:
 
     def form(self) -> dict:
         return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # a burst of connections is accepted, not dropped at SYN
 
 
 def default_respond(erp: "FakeErp", seen: Seen):
@@ -70,13 +87,19 @@ class FakeErp:
         self.token_status = 200
         self.token_delay_s = 0.0
         self.in_flight = 0
+        self.open_connections = 0                            # client connections open now
+        self.trickle_s = 1.0
+        self.hostile_paths = {"/atp"}
+        self.flood_bytes = 0
+        self.flood_length = True
+        self.flood_gzip = False
         self.max_in_flight = 0                               # peak concurrent ATP calls
         self.valid_tokens: set[str] = set()
         self._token_ids = itertools.count(1)
         self._fail: list[int] = []
         self._release = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._server.block_on_close = False
         if ssl_context is not None:  # https: handshake per connection, in the handler thread
@@ -115,7 +138,10 @@ class FakeErp:
     # -- handling -----------------------------------------------------------
 
     def handle(self, seen: Seen):
-        """(status, body dict or bytes) or None to drop the connection."""
+        """(status, body dict or bytes), a mode name that the handler writes
+        itself (trickle, flood), or None to drop the connection."""
+        if self.mode in HOSTILE_MODES and seen.path in self.hostile_paths:
+            return self.mode
         if seen.path == "/token":
             return self._token(seen)
         if seen.path == "/health":
@@ -173,12 +199,100 @@ class FakeErp:
                      "expires_in": self.token_lifetime_s, "scope": form.get("scope", "")}
 
 
+_ITEM = b'{"product":"P%07d","location":"S1","atp":1},'
+
+
+def flood_body(size: int, padded: bool = False):
+    """Chunks of a JSON items answer of about ``size`` bytes: distinct items, or
+    (``padded``) one item after ``size`` blanks, which gzip shrinks ~1000 times."""
+    sent, i = 0, 0
+    yield b'{"items":['
+    while sent < size:
+        chunk = b" " * 65536 if padded else b"".join(_ITEM % (i + k) for k in range(1000))
+        i += 1000
+        yield chunk
+        sent += len(chunk)
+    yield b'{"product":"last","location":"S1","atp":1}]}'
+
+
+def gzipped(chunks):
+    z = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: the gzip format
+    for chunk in chunks:
+        yield z.compress(chunk)
+    yield z.flush()
+
+
 def _handler(erp: FakeErp):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, so connection pooling is real
 
         def log_message(self, *args):  # quiet
             pass
+
+        def setup(self):
+            super().setup()
+            with erp._lock:
+                erp.open_connections += 1
+
+        def finish(self):
+            try:
+                super().finish()
+            finally:
+                with erp._lock:
+                    erp.open_connections -= 1
+
+        def _client_gone(self, wait_s: float) -> bool:
+            """Wait up to ``wait_s``; True as soon as the client closed its end."""
+            readable, _, _ = select.select([self.connection], [], [], wait_s)
+            if not readable:
+                return False
+            try:
+                return self.connection.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                return True
+
+        def _trickle(self, data: bytes) -> None:
+            self.close_connection = True
+            for i in range(len(data)):
+                if self._client_gone(erp.trickle_s):
+                    return
+                try:
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                except OSError:
+                    return
+
+        def _hostile(self, mode: str) -> None:
+            body = orjson.dumps({"items": [], "access_token": "tok-trickled"})
+            head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+            if mode == "trickle_headers":
+                self.wfile.write(head[:17])  # the status line, then the headers trickle
+                self._trickle(head[17:] + body)
+            elif mode == "trickle_body":
+                self.wfile.write(head)
+                self._trickle(body)
+            else:
+                self._flood()
+
+        def _flood(self) -> None:
+            chunks = flood_body(erp.flood_bytes, padded=erp.flood_gzip)
+            headers = ["HTTP/1.1 200 OK", "Content-Type: application/json"]
+            if erp.flood_gzip:  # a gzip bomb
+                chunks = gzipped(chunks)
+                headers.append("Content-Encoding: gzip")
+            if erp.flood_length:
+                chunks = list(chunks)
+                headers.append(f"Content-Length: {sum(map(len, chunks))}")
+            else:  # the end of the body is the end of the connection
+                headers.append("Connection: close")
+                self.close_connection = True
+            try:
+                self.wfile.write(("\r\n".join(headers) + "\r\n\r\n").encode())
+                for chunk in chunks:
+                    self.wfile.write(chunk)
+            except OSError:  # the client gave up
+                self.close_connection = True
 
         def _serve(self):
             parts = urlsplit(self.path)
@@ -191,6 +305,9 @@ def _handler(erp: FakeErp):
             answer = erp.handle(seen)
             if answer is None:  # drop: close without a status line
                 self.close_connection = True
+                return
+            if isinstance(answer, str):
+                self._hostile(answer)
                 return
             status, payload = answer
             data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
