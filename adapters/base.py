@@ -134,7 +134,12 @@ class Adapter(abc.ABC):
         hit = self._serves.get(location)
         if hit is None:
             hit = any(fnmatch.fnmatchcase(location, pat) for pat in self.locations)
-            if len(self._serves) < 100_000:  # bounded: locations come from callers
+            # bounded in count and size (locations come from callers, of any
+            # length): at most ~22 MB; full, it starts over rather than freeze
+            # on the first 100,000 names it saw
+            if len(location) <= 128:
+                if len(self._serves) >= 100_000:
+                    self._serves.clear()
                 self._serves[location] = hit
         return hit
 

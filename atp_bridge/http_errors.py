@@ -1,4 +1,5 @@
-"""One JSON envelope for every 4xx: ``{"error", "message", "details"}``.
+"""One JSON envelope for every 4xx: ``{"error", "message", "details"}``, plus
+``more_problems`` when ``details`` had to leave problems out.
 
 The webhook's own failures never get here: they follow the zero-ATP rule in
 the view. Anything else unexpected becomes a JSON 500 without a stack trace.
@@ -15,8 +16,11 @@ from atp_bridge.errors import RequestError
 log = logging.getLogger("atp_bridge")
 
 
-def envelope(code: str, message: str, details=None) -> dict:
-    return {"error": code, "message": message, "details": details or []}
+def envelope(code: str, message: str, details=None, more_problems: int = 0) -> dict:
+    body = {"error": code, "message": message, "details": details or []}
+    if more_problems:  # only when details were cut (errors.MAX_DETAILS)
+        body["more_problems"] = more_problems
+    return body
 
 
 def register(app: Flask) -> None:
@@ -25,7 +29,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(RequestError)
     def _request_error(e: RequestError):
         headers = {"WWW-Authenticate": 'Bearer realm="atp-bridge"'} if e.status == 401 else None
-        return json_response(envelope(e.code, e.message, e.details), e.status, headers)
+        return json_response(envelope(e.code, e.message, e.details, e.more_problems), e.status, headers)
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(e):

@@ -8,8 +8,9 @@ merge writes those answers into one flat list of ``P*L`` values.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from functools import lru_cache
 
 from adapters.base import Adapter, Batch, WholeNumbers
 
@@ -56,6 +57,8 @@ class Plan(tuple):
     """
 
     safety: tuple[float, ...] | None = None
+    size: int = 0  # estimated bytes, set when the plan is cached
+    used: bool = False  # hit since the cache last looked at it for eviction
     blocking: tuple = ()
     inline: tuple = ()
     names: tuple[str, ...] = ()
@@ -65,13 +68,59 @@ class Planner:
     """Routes locations to adapters, in priority order; remembers recent plans.
 
     NewStore asks about the same location lists over and over, so a plan is
-    computed once per distinct list (LRU), not per request.
+    computed once per distinct list, not per request: a cache of at most
+    ``max_plans`` plans and ``max_bytes`` (estimated) in all, evicting the
+    least recently used first (approximately: see :meth:`_insert`). A list
+    whose plan would take more than ``max_plan_bytes`` (some 12,000 short
+    location names) is planned for its request only: such lists are rare,
+    and caching them let distinct large lists grow a worker by gigabytes.
     """
+
+    max_plans = 1024
+    max_bytes = 32 * 1024 * 1024
+    max_plan_bytes = 2 * 1024 * 1024
 
     def __init__(self, adapters: Sequence[Adapter], safety_stock=None):
         self.adapters = tuple(adapters)
         self.safety_stock = safety_stock
-        self.routes = lru_cache(maxsize=1024)(self._routes)
+        self._plans: OrderedDict[tuple[str, ...], Plan] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()  # taken by misses only
+
+    def routes(self, locations: tuple[str, ...]) -> Plan:
+        """The plan for ``locations``, from the cache when it is there."""
+        plan = self._plans.get(locations)
+        if plan is not None:
+            plan.used = True  # a flag, not a reorder: the hit path stays a dict lookup
+            return plan
+        plan = self._routes(locations)
+        size = plan_bytes(locations, len(plan))
+        if size <= self.max_plan_bytes:
+            plan.size = size
+            with self._lock:
+                self._insert(locations, plan)
+        return plan
+
+    def _insert(self, locations: tuple[str, ...], plan: Plan) -> None:
+        """Cache ``plan``, evicting the oldest plans not used since the last pass
+        (second chance: a close LRU whose hits need no lock and no reordering)."""
+        plans = self._plans
+        if locations in plans:  # another thread planned the same list meanwhile
+            return
+        plans[locations] = plan
+        self._bytes += plan.size
+        while self._bytes > self.max_bytes or len(plans) > self.max_plans:
+            key, old = plans.popitem(last=False)
+            if old.used:
+                old.used = False
+                plans[key] = old
+            else:
+                self._bytes -= old.size
+
+    @property
+    def cached(self) -> tuple[int, int]:
+        """``(plans, estimated bytes)`` held by the cache."""
+        return len(self._plans), self._bytes
 
     def _routes(self, locations: tuple[str, ...]) -> Plan:
         out = []
@@ -87,6 +136,21 @@ class Planner:
             safety = tuple(self.safety_stock.for_location(loc) for loc in locations)
             plan.safety = safety if any(safety) else None
         return plan
+
+
+# estimated bytes of a cached plan: the plan, its routes and the cache entry;
+# per location the str object's header (its characters are counted apart),
+# its slot in the key and in the safety stock; per route and location an
+# index (tuple slot and int) and a slot in the route's locations
+_PLAN_BYTES = 512
+_LOCATION_BYTES = 49 + 8 + 8
+_ROUTE_LOCATION_BYTES = 8 + 28 + 8
+
+
+def plan_bytes(locations: tuple[str, ...], n_routes: int) -> int:
+    """A cached plan's estimated size: what the cache keeps alive for it."""
+    per_location = _LOCATION_BYTES + n_routes * _ROUTE_LOCATION_BYTES
+    return _PLAN_BYTES + sum(map(len, locations)) + len(locations) * per_location
 
 
 def merge(grid: list, answer: Sequence, positions: Sequence[int], mode: str) -> None:
