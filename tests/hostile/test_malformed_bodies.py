@@ -72,7 +72,22 @@ def a_product_nested_1000_deep():
     return body, [("products.0", "Invalid input type.")], 0
 
 
-SHAPES = [numbers_as_products, distinct_long_strings_as_products, empty_locations,
+def containers(item: bytes):
+    body, _ = just_under_the_limit(b'{"products":[', repeat(item), b'],"fulfillment_locations":["US01"]}')
+    found = body.count(b"{") + body.count(b"[")
+    return body, [("(body)", f"{found} JSON objects and arrays, more than a request within "
+                             f"max_pairs=50000 can hold (200064)")], 0
+
+
+def empty_objects_as_products():  # refused before parsing: parsed, they cost ~160 MB
+    return containers(b"{}")
+
+
+def empty_lists_as_products():
+    return containers(b"[]")
+
+
+SHAPES = [empty_objects_as_products, empty_lists_as_products, numbers_as_products, distinct_long_strings_as_products, empty_locations,
           a_product_with_half_a_million_keys, one_huge_string, a_product_nested_1000_deep]
 
 
