@@ -6,7 +6,8 @@ server-wide keys and an ``adapters:`` list. Every problem is collected and
 reported at once as ``file: key: message``; values are never echoed, so
 secrets cannot leak through error messages.
 
-Every value from ``${VAR}`` or ``${VAR:-default}`` is recorded as a secret
+Every value taken from the environment by ``${VAR}`` (or ``${VAR:-default}``
+with the variable set) is recorded as a secret
 (:data:`atp_bridge.errors.SECRETS`): masked as ``***`` wherever text leaves.
 """
 from __future__ import annotations
@@ -212,7 +213,8 @@ def _expand(value, path: Path, key: str, problems: list[str]):
                     problems.append(f"{path}: {key.rstrip('.')}: environment variable "
                                     f"{var} is not set (use ${{{var}:-default}} for a default)")
                     return ""
-                got = default  # from the ${} form too: as secret as the variable's value
+                substituted.append(default)  # written in the file itself: not a secret
+                return default
             substituted.append(got)
             SECRETS.add(got)  # before any problem or error can quote it
             return got

@@ -3,8 +3,9 @@
 Library errors (requests, redis, csv, yaml) are converted at the adapter or
 config boundary with ``raise ... from e``, so callers only ever catch these.
 
-Every value the configuration took from the environment (``${VAR}``, or the
-default of ``${VAR:-default}``) is a secret: :data:`SECRETS` records it while
+Every value the configuration took from the environment (``${VAR}``, or
+``${VAR:-default}`` with the variable set; a default is written in the file
+itself) is a secret: :data:`SECRETS` records it while
 the config loads, and :class:`AdapterError` and :class:`ConfigError` mask it
 as ``***`` when they are built, so no log line, ``/readyz`` detail or CLI
 output made from them can carry it. The JSON log formatter, ``Bridge.health``

@@ -45,6 +45,15 @@ def _clear_calls():
     fake_adapters.CALLS.clear()
 
 
+@pytest.fixture(autouse=True)
+def _forget_secrets():
+    """The masker is per process: a secret one test's config recorded must not
+    mask another test's output."""
+    yield
+    from atp_bridge.errors import SECRETS
+    SECRETS.clear()
+
+
 def write_yaml(path: Path, doc) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(doc if isinstance(doc, str) else yaml.safe_dump(doc, sort_keys=False))
