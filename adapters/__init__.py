@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from importlib.metadata import entry_points
 
-from adapters.base import Adapter, Batch, Health
+from atp_bridge.adapters.base import Adapter, Batch, Health
 from atp_bridge.errors import UnknownAdapterType
 
 __all__ = ["Adapter", "Batch", "Health", "adapter_class", "known_types"]
@@ -19,9 +19,9 @@ ENTRY_POINT_GROUP = "atp_bridge.adapters"
 # name -> "module:Class"; imported lazily so a missing optional library only
 # matters to the configs that use that adapter.
 BUILTINS = {
-    "csv": "adapters.csv_file:CsvAdapter",
-    "rest": "adapters.rest:RestAdapter",
-    "redis": "adapters.redis_cache:RedisAdapter",
+    "csv": "atp_bridge.adapters.csv_file:CsvAdapter",
+    "rest": "atp_bridge.adapters.rest:RestAdapter",
+    "redis": "atp_bridge.adapters.redis_cache:RedisAdapter",
 }
 
 _plugins: dict | None = None

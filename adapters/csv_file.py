@@ -20,8 +20,8 @@ from datetime import datetime, timezone
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
-from adapters.base import Adapter, Batch, Health
-from adapters.csv_table import (CHANGED, DEFAULT_COLUMNS, CsvTable, _path_signature, read_file,
+from atp_bridge.adapters.base import Adapter, Batch, Health
+from atp_bridge.adapters.csv_table import (CHANGED, DEFAULT_COLUMNS, CsvTable, _path_signature, read_file,
                                 read_file_in_subprocess)
 from atp_bridge import metrics
 from atp_bridge.config_types import resolve_file

@@ -6,7 +6,7 @@ so a million rows cost tens of megabytes, not hundreds.
 Parsing a big file is CPU work that holds the GIL; done in a thread of a
 serving worker it would stall that worker's requests (each one waits for the
 GIL after every socket read). The adapter's background reloads therefore run
-:func:`read_file` in a child process (``python -m adapters.csv_table``, see
+:func:`read_file` in a child process (``python -m atp_bridge.adapters.csv_table``, see
 :func:`read_file_in_subprocess`) and only unpickle the finished table.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ from math import isnan
 from operator import itemgetter
 from pathlib import Path
 
-from adapters.base import WholeNumbers
+from atp_bridge.adapters.base import WholeNumbers
 
 DEFAULT_COLUMNS = {"product": "product", "location": "location", "atp": "atp"}
 MAX_REPORTED = 20  # bad rows quoted in an error message; the rest are only counted
@@ -255,10 +255,12 @@ def read_file_in_subprocess(path: str, encoding: str, delimiter: str, columns: M
     this package on its path. Raises ``RuntimeError`` if the child fails.
     """
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    root = str(Path(__file__).resolve().parent.parent)
+    import atp_bridge
+
+    root = str(Path(atp_bridge.__file__).resolve().parent.parent)  # where atp_bridge is importable
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     args = pickle.dumps((path, encoding, delimiter, dict(columns)))
-    proc = subprocess.run([sys.executable, "-m", "adapters.csv_table"], input=args,
+    proc = subprocess.run([sys.executable, "-m", "atp_bridge.adapters.csv_table"], input=args,
                           capture_output=True, env=env, timeout=timeout, check=False)
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
@@ -268,7 +270,7 @@ def read_file_in_subprocess(path: str, encoding: str, delimiter: str, columns: M
 
 if __name__ == "__main__":  # the child of read_file_in_subprocess
     # import by name, so the table pickles as adapters.csv_table.CsvTable, not __main__'s
-    from adapters.csv_table import read_file as _read_file
+    from atp_bridge.adapters.csv_table import read_file as _read_file
 
     sys.stdout.buffer.write(pickle.dumps(_read_file(*pickle.loads(sys.stdin.buffer.read())),
                                          protocol=pickle.HIGHEST_PROTOCOL))

@@ -23,8 +23,8 @@ import time
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from adapters.base import Adapter, Batch, Health
-from adapters.redis_conn import (DEFAULT_KEY, TLS_FILES, KeyTemplate, LazyClient, Outage, make_client,
+from atp_bridge.adapters.base import Adapter, Batch, Health
+from atp_bridge.adapters.redis_conn import (DEFAULT_KEY, TLS_FILES, KeyTemplate, LazyClient, Outage, make_client,
                                  redact_url, redis_errors, template_problem)
 from atp_bridge import metrics
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError

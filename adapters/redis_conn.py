@@ -1,4 +1,4 @@
-"""Redis plumbing for :mod:`adapters.redis_cache` and ``atp-bridge cache flush``.
+"""Redis plumbing for :mod:`atp_bridge.adapters.redis_cache` and ``atp-bridge cache flush``.
 
 Three small pieces kept apart from the adapter's logic:
 

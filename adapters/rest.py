@@ -9,7 +9,7 @@ backoff while time remains. A circuit breaker answers at once while the ERP is
 known to be down. Every failure becomes an :class:`AdapterError` naming the
 adapter and the cause, with secrets scrubbed.
 A call, body included, ends at ``min(timeout_ms, time left)`` in total and
-when its body grows past ``max_response_bytes`` (:mod:`adapters.rest_http`).
+when its body grows past ``max_response_bytes`` (:mod:`atp_bridge.adapters.rest_http`).
 """
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import requests
 
-from adapters.base import Adapter, Batch, Health
-from adapters.rest_auth import AuthError, Redactor, excerpt, make_auth
-from adapters.rest_circuit import CircuitBreaker, CircuitOpen
-from adapters.rest_http import MAX_RESPONSE_BYTES, BudgetAdapter, BudgetExceeded, TooLarge, send
-from adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
-from adapters.rest_wire import Parser, WireError, chunks, describe_error, encode, safe_url
+from atp_bridge.adapters.base import Adapter, Batch, Health
+from atp_bridge.adapters.rest_auth import AuthError, Redactor, excerpt, make_auth
+from atp_bridge.adapters.rest_circuit import CircuitBreaker, CircuitOpen
+from atp_bridge.adapters.rest_http import MAX_RESPONSE_BYTES, BudgetAdapter, BudgetExceeded, TooLarge, send
+from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
+from atp_bridge.adapters.rest_wire import Parser, WireError, chunks, describe_error, encode, safe_url
 from atp_bridge import metrics
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
 
@@ -42,7 +42,7 @@ def build_session(max_concurrency: int, tls_verify: bool = True, ca_bundle: str 
                   headers: dict | None = None) -> requests.Session:
     """A pooled session: enough kept-alive connections for ``max_concurrency``
     calls from several bridge requests at once, no hidden retries, and
-    connections that :func:`adapters.rest_http.send` can cut at a call's budget."""
+    connections that :func:`atp_bridge.adapters.rest_http.send` can cut at a call's budget."""
     session = requests.Session()
     pool = BudgetAdapter(pool_connections=4, pool_maxsize=max(10, 2 * max_concurrency), max_retries=0)
     session.mount("http://", pool)

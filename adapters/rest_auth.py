@@ -15,8 +15,8 @@ import time
 import orjson
 import requests
 
-from adapters.rest_http import MAX_RESPONSE_BYTES, BudgetExceeded, TooLarge, send
-from adapters.rest_options import AuthSpec
+from atp_bridge.adapters.rest_http import MAX_RESPONSE_BYTES, BudgetExceeded, TooLarge, send
+from atp_bridge.adapters.rest_options import AuthSpec
 
 
 class Redactor:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import orjson
 import requests
 
-from adapters.base import Batch
-from adapters.rest_options import RequestSpec, ResponseSpec
+from atp_bridge.adapters.base import Batch
+from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec
 
 
 class WireError(Exception):

@@ -13,8 +13,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from adapters import adapter_class
-from adapters.base import Adapter, Health
+from atp_bridge.adapters import adapter_class
+from atp_bridge.adapters.base import Adapter, Health
 from atp_bridge.config_types import BridgeConfig
 from atp_bridge.errors import AdapterError, AdapterTimeout, mask, mask_value
 from atp_bridge.planner import Plan, Planner, finalize, merge

@@ -30,7 +30,7 @@ def flush(config_path, location, product, names):
     Only ``mode: cache`` adapters are flushed: the keys of a ``mode: source``
     adapter belong to the system that writes them.
     """
-    from adapters.redis_conn import KeyTemplate, make_client, redact_url, redis_errors, unlink_matching
+    from atp_bridge.adapters.redis_conn import KeyTemplate, make_client, redact_url, redis_errors, unlink_matching
     from atp_bridge.cli import load_or_exit  # here: atp_bridge.cli imports this module
 
     config = load_or_exit(config_path)

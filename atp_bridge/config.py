@@ -252,7 +252,7 @@ def _build(bridge_file: Path, server, raw_adapters, problems: list[str],
 
 
 def _adapter_spec(file: Path, prefix: str, raw, base_dir: Path, problems: list[str]) -> AdapterSpec | None:
-    from adapters import adapter_class  # late: adapters import atp_bridge.errors
+    from atp_bridge.adapters import adapter_class  # late: adapters import atp_bridge.errors
 
     if not isinstance(raw, dict):
         problems.append(f"{file}: {prefix.rstrip('.') or '(document)'}: an adapter must be a mapping")

@@ -12,7 +12,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 
-from adapters.base import Adapter, Batch, WholeNumbers
+from atp_bridge.adapters.base import Adapter, Batch, WholeNumbers
 
 # merge mode -> how a later (lower-priority) value combines with the current one
 _COMBINE = {

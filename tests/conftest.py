@@ -11,7 +11,7 @@ import pytest
 import redis.connection
 import yaml
 
-import adapters
+from atp_bridge import adapters
 from tests import redis_server as rs
 
 TESTS = Path(__file__).parent

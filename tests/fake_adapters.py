@@ -10,7 +10,7 @@ import time
 
 from marshmallow import RAISE, Schema, fields
 
-from adapters.base import Adapter, Batch
+from atp_bridge.adapters.base import Adapter, Batch
 
 CALLS: list[tuple[str, Batch]] = []
 SPANS: list[tuple[str, float, float]] = []  # (adapter, start, end) of each "sleep" lookup
@@ -78,5 +78,5 @@ class FailingAdapter(Adapter):
         return [1]  # "short": wrong number of values
 
     def health(self):
-        from adapters.base import Health
+        from atp_bridge.adapters.base import Health
         return Health(self.healthy, "ok" if self.healthy else "down on purpose")

@@ -123,7 +123,7 @@ def test_an_internal_bug_is_an_all_zero_answer_not_a_500(config_file, monkeypatc
 @settings(max_examples=300, deadline=None)
 @given(grid=st.lists(st.one_of(st.none(), st.integers(0, 10**12))), unknown=st.sampled_from([None, 0]))
 def test_finalize_takes_whole_numbers_as_they_are_and_answers_like_the_general_rule(grid, unknown):
-    from adapters.base import WholeNumbers
+    from atp_bridge.adapters.base import WholeNumbers
     whole = WholeNumbers(grid)
     out = planner.finalize(whole, None, unknown)
     assert out == planner.finalize(list(grid), None, unknown)

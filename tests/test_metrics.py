@@ -110,7 +110,7 @@ def test_multiprocess_mode_is_used_when_the_directory_is_set(tmp_path, monkeypat
 # -- what the built-in adapters record -------------------------------------------
 
 def test_csv_loads_are_counted_and_the_row_count_is_a_gauge(tmp_path):
-    from adapters.csv_file import CsvAdapter
+    from atp_bridge.adapters.csv_file import CsvAdapter
     path = tmp_path / "s.csv"
     path.write_text("product,location,atp\nA,S1,1\nB,S1,2\n")
     ok_before = sample("atp_bridge_csv_reloads_total", adapter="m-csv", result="ok")
@@ -137,8 +137,8 @@ def test_the_circuit_state_gauge_follows_the_breaker(rest_circuit_adapter):
 def rest_circuit_adapter():
     import time
 
-    from adapters.base import Batch
-    from adapters.rest import RestAdapter
+    from atp_bridge.adapters.base import Batch
+    from atp_bridge.adapters.rest import RestAdapter
     from tests.serve import free_port
     adapter = RestAdapter("m-erp", url=f"http://127.0.0.1:{free_port()}/atp", retries=0,
                           circuit={"failure_threshold": 1, "reset_s": 60})
@@ -157,7 +157,7 @@ def test_cache_hits_and_misses_are_counted_in_pairs(redis_db, make_cache):
     misses = sample("atp_bridge_cache_total", adapter="m-cache", result="miss")
     import time
 
-    from adapters.base import Batch
+    from atp_bridge.adapters.base import Batch
     batch = lambda: Batch(["1000061", "X"], ["US01"], time.monotonic() + 2)  # noqa: E731
     assert cache.fetch(batch()) == [3, None]
     assert cache.fetch(batch()) == [3, None]
@@ -167,7 +167,7 @@ def test_cache_hits_and_misses_are_counted_in_pairs(redis_db, make_cache):
 
 @pytest.fixture
 def make_cache():
-    from adapters.redis_cache import RedisAdapter
+    from atp_bridge.adapters.redis_cache import RedisAdapter
     from tests.fake_adapters import StaticAdapter
     made = []
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from adapters.base import Batch
-from adapters.rest import RestAdapter
-from adapters.rest_options import RestOptionsSchema
+from atp_bridge.adapters.base import Batch
+from atp_bridge.adapters.rest import RestAdapter
+from atp_bridge.adapters.rest_options import RestOptionsSchema
 from atp_bridge.config_types import AdapterSpec
 from tests.erp_server import FakeErp
 
@@ -53,7 +53,7 @@ def closed_port() -> int:
 def make_redis_adapter():
     """``make_redis_adapter(options, upstream=None, **common)`` -> a RedisAdapter
     built the way the bridge builds it (schema, then ``from_config``); closed at teardown."""
-    from adapters.redis_cache import RedisAdapter, RedisOptionsSchema
+    from atp_bridge.adapters.redis_cache import RedisAdapter, RedisOptionsSchema
     from atp_bridge.config_types import AdapterSpec
 
     built = []

@@ -6,7 +6,7 @@ from prometheus_client import REGISTRY
 
 from atp_bridge import metrics
 
-from adapters.base import Adapter, Batch
+from atp_bridge.adapters.base import Adapter, Batch
 from atp_bridge.errors import AdapterError
 
 

@@ -15,11 +15,11 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 import atp_bridge.errors
-from adapters import adapter_class
-from adapters import csv_file, csv_table
-from adapters.base import Batch, WholeNumbers
-from adapters.csv_file import CsvAdapter
-from adapters.csv_table import load_table
+from atp_bridge.adapters import adapter_class
+from atp_bridge.adapters import csv_file, csv_table
+from atp_bridge.adapters.base import Batch, WholeNumbers
+from atp_bridge.adapters.csv_file import CsvAdapter
+from atp_bridge.adapters.csv_table import load_table
 from atp_bridge.config_types import AdapterSpec
 from atp_bridge.errors import AdapterUnavailable
 

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from adapters.base import Batch
+from atp_bridge.adapters.base import Batch
 from atp_bridge.errors import AdapterError, AdapterTimeout
 from tests import fake_adapters
 from tests.fake_adapters import FailingAdapter, StaticAdapter

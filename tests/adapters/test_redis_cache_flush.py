@@ -6,7 +6,7 @@ It lives beside the other Redis tests because it needs their server fixtures.
 import pytest
 from click.testing import CliRunner
 
-from adapters.redis_conn import unlink_matching
+from atp_bridge.adapters.redis_conn import unlink_matching
 from atp_bridge.cli import main
 from tests.redis_server import command_calls
 

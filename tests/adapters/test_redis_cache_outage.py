@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from adapters import redis_conn
-from adapters.base import Batch
+from atp_bridge.adapters import redis_conn
+from atp_bridge.adapters.base import Batch
 from atp_bridge import create_app
 from atp_bridge.errors import AdapterError
 from tests import fake_adapters

@@ -5,8 +5,8 @@ import pytest
 import redis
 from redis.cluster import RedisCluster
 
-from adapters.base import Batch
-from adapters.redis_conn import KeyTemplate, make_client, redact_url
+from atp_bridge.adapters.base import Batch
+from atp_bridge.adapters.redis_conn import KeyTemplate, make_client, redact_url
 from atp_bridge.config import load_config
 from atp_bridge.errors import AdapterError, ConfigError
 from tests import fake_adapters

@@ -12,7 +12,7 @@ import tracemalloc
 import pytest
 import requests
 
-from adapters.rest import RestAdapter
+from atp_bridge.adapters.rest import RestAdapter
 from atp_bridge.errors import AdapterError, AdapterTimeout
 from tests.adapters.conftest import batch
 from tests.erp_server import flood_body
@@ -163,8 +163,8 @@ GEVENT_SCRIPT = textwrap.dedent("""
     from gevent import monkey
     monkey.patch_all()
     import json, sys, time
-    from adapters.rest import RestAdapter
-    from adapters.base import Batch
+    from atp_bridge.adapters.rest import RestAdapter
+    from atp_bridge.adapters.base import Batch
     from atp_bridge.errors import AdapterError
     from tests.erp_server import FakeErp
 

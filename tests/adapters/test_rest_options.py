@@ -2,7 +2,7 @@
 bad option reported as ``file: key: message`` without echoing secrets."""
 import pytest
 
-from adapters.rest_options import RequestSpec, ResponseSpec
+from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec
 from atp_bridge import create_app
 from atp_bridge.config import load_config
 from atp_bridge.errors import ConfigError

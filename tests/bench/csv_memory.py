@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from adapters.base import Batch  # noqa: E402
-from adapters.csv_file import CsvAdapter  # noqa: E402
+from atp_bridge.adapters.base import Batch  # noqa: E402
+from atp_bridge.adapters.csv_file import CsvAdapter  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
