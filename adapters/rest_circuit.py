@@ -2,7 +2,9 @@
 
 ``closed``: calls go through; ``failure_threshold`` failed lookups in a row
 open it. ``open``: calls are refused at once (no socket, no thread blocked)
-until ``reset_s`` has passed. ``half_open``: exactly one probe goes through;
+until ``reset_s`` has passed (default 1 s: a probe a second costs a down ERP
+nothing, and every second the circuit stays open after the ERP is back is a
+second of zero-ATP answers, i.e. of lost sales). ``half_open``: exactly one probe goes through;
 its success closes the circuit, its failure opens it again for ``reset_s``.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ class CircuitOpen(Exception):
 class CircuitBreaker:
     """Counts consecutive failures; see the module docstring for the states."""
 
-    def __init__(self, failure_threshold: int = 5, reset_s: float = 30.0, clock=time.monotonic,
+    def __init__(self, failure_threshold: int = 5, reset_s: float = 1.0, clock=time.monotonic,
                  on_change=None):
         self.failure_threshold = failure_threshold
         self.reset_s = reset_s

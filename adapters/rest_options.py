@@ -193,7 +193,7 @@ class _CircuitSchema(Schema):
         unknown = RAISE
 
     failure_threshold = fields.Integer(load_default=5, validate=validate.Range(min=1, max=1000))
-    reset_s = fields.Float(load_default=30.0, validate=validate.Range(min=0.01, max=3600))
+    reset_s = fields.Float(load_default=1.0, validate=validate.Range(min=0.01, max=3600))
 
 
 class Headers(dict):
@@ -231,7 +231,7 @@ class RestOptionsSchema(Schema):
     health_url = _url_field(load_default=None)
     health_cache_s = fields.Float(load_default=5.0, validate=validate.Range(min=0, max=3600))
     circuit = fields.Nested(_CircuitSchema, load_default=lambda: {"failure_threshold": 5,
-                                                                   "reset_s": 30.0})
+                                                                   "reset_s": 1.0})
 
     @validates_schema
     def _combinations(self, data, **kwargs):

@@ -25,7 +25,7 @@ def test_a_minimal_rest_adapter_gets_the_documented_defaults(config_file):
     assert opts == {"url": URL, "method": "POST", "auth": None, "timeout_ms": 2000, "batch_size": 500,
                     "max_concurrency": 4, "retries": 1, "request": RequestSpec(), "response": ResponseSpec(),
                     "headers": {}, "tls_verify": True, "ca_bundle": None, "health_url": None,
-                    "health_cache_s": 5.0, "circuit": {"failure_threshold": 5, "reset_s": 30.0}}
+                    "health_cache_s": 5.0, "circuit": {"failure_threshold": 5, "reset_s": 1.0}}
 
 
 def test_query_style_defaults_to_get(config_file):

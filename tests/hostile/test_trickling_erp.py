@@ -42,9 +42,8 @@ def bridge(trickling_erp, tmp_path):
         "adapters": [{
         "name": "erp", "type": "rest", "url": f"{trickling_erp.url}/atp",
         "timeout_ms": 5000,  # longer than the deadline: the deadline must cut the calls
-        # the circuit is deliberate: with the defaults (5 failures, reset_s 30) it would
-        # open during the burst and keep answers degraded up to 30 s after the ERP
-        # recovers; this test is about calls and connections, so it stays closed
+        # this test is about calls and connections, so the circuit stays closed; the
+        # next test keeps the default circuit, which opens during the burst
         "circuit": {"failure_threshold": 1000, "reset_s": 30}}]})
     log = tmp_path / "bridge.log"  # a file, not a pipe: 40 degraded-answer lines must not block
     process = BridgeProcess(config, workers=1, output=log)
@@ -88,3 +87,27 @@ def test_a_burst_against_a_trickling_erp_leaves_nothing_pinned_and_recovery_is_i
     assert "X-ATP-Degraded" not in resp.headers, resp.headers["X-ATP-Degraded"]
     assert [a["atp"] for a in resp.json()["availabilities"]] == [5, 0, 0, 0, 0, 2]
     assert healthy_after < 1.0, f"first healthy answer {healthy_after * 1000:.0f} ms after recovery"
+
+
+def test_with_the_default_circuit_healthy_answers_resume_within_a_second_of_recovery(
+        trickling_erp, tmp_path):
+    config = write_yaml(tmp_path / "bridge.yaml", {
+        "deadline_ms": DEADLINE_MS,
+        "adapters": [{"name": "erp", "type": "rest", "url": f"{trickling_erp.url}/atp"}]})
+    with BridgeProcess(config, workers=1, output=tmp_path / "bridge.log") as bridge:
+        bridge.wait_ready()
+        with ThreadPoolExecutor(40) as pool:
+            answers = list(pool.map(lambda _: timed_post(bridge), range(40)))
+        reasons = {resp.headers["X-ATP-Degraded"] for resp, _ in answers}
+        assert reasons <= {"timeout:erp", "unavailable:erp"} and "unavailable:erp" in reasons  # it opened
+        assert max(took for _, took in answers) < DEADLINE_MS / 1000 + SLACK_S
+
+        trickling_erp.mode = "ok"
+        recovered = time.monotonic()
+        while (resp := timed_post(bridge)[0]).headers.get("X-ATP-Degraded") and \
+                time.monotonic() - recovered < 10:
+            time.sleep(0.05)
+        healthy_after = time.monotonic() - recovered
+    assert "X-ATP-Degraded" not in resp.headers
+    assert [a["atp"] for a in resp.json()["availabilities"]] == [5, 0, 0, 0, 0, 2]
+    assert healthy_after < 1.0 + SLACK_S, f"first healthy answer {healthy_after * 1000:.0f} ms after recovery"
