@@ -8,7 +8,9 @@ import time
 import orjson
 import pytest
 
+from tests.conftest import write_yaml
 from tests.erp_server import FakeErp
+from tests.serve import BridgeProcess
 
 KEY = "ns-webhook-key-0123456789abcdef"
 BODY = orjson.dumps({"products": [{"product_id": "p-1", "external_identifier": "1000061"}],
@@ -53,3 +55,16 @@ def erp():
     """A real HTTP server on a free loopback port, stopped after the test."""
     with FakeErp() as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def stock_bridge(tmp_path_factory):
+    """A real ``atp-bridge serve`` (1 worker) with the API key and one CSV
+    holding ``1000061`` at ``US01`` = 4; its output goes to ``.log``."""
+    tmp = tmp_path_factory.mktemp("bridge")
+    config = write_yaml(tmp / "bridge.yaml", {
+        "auth": {"api_keys": [KEY]},
+        "adapters": [{"name": "stock", "type": "csv", "path": "stock.csv"}]})
+    (tmp / "stock.csv").write_text("product,location,atp\n1000061,US01,4\n")
+    with BridgeProcess(config, output=tmp / "bridge.log") as served:
+        yield served.wait_ready()

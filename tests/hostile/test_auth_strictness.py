@@ -11,20 +11,13 @@ import pytest
 
 from tests.conftest import write_yaml
 from tests.hostile.conftest import BODY, KEY, exchange, split
-from tests.serve import BridgeProcess
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def bridge(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("auth")
-    config = write_yaml(tmp / "bridge.yaml", {
-        "auth": {"api_keys": [KEY]},
-        "adapters": [{"name": "stock", "type": "csv", "path": "stock.csv"}]})
-    (tmp / "stock.csv").write_text("product,location,atp\n1000061,US01,4\n")
-    with BridgeProcess(config) as served:
-        yield served.wait_ready()
+def bridge(stock_bridge):
+    return stock_bridge
 
 
 def status_with(bridge, value: bytes) -> int:

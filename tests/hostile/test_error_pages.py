@@ -8,22 +8,14 @@ is a 404, not a Werkzeug 308 whose Location comes from the Host header.
 import orjson
 import pytest
 
-from tests.conftest import write_yaml
-from tests.hostile.conftest import AUTH, BODY, KEY, exchange, post_head, split
-from tests.serve import BridgeProcess
+from tests.hostile.conftest import AUTH, BODY, exchange, split
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def bridge(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("pages")
-    config = write_yaml(tmp / "bridge.yaml", {
-        "auth": {"api_keys": [KEY]},
-        "adapters": [{"name": "stock", "type": "csv", "path": "stock.csv"}]})
-    (tmp / "stock.csv").write_text("product,location,atp\n1000061,US01,4\n")
-    with BridgeProcess(config) as served:
-        yield served.wait_ready()
+def bridge(stock_bridge):
+    return stock_bridge
 
 
 HEAD = b"POST /availabilities HTTP/1.1\r\nHost: bridge\r\n" + AUTH
