@@ -1,5 +1,9 @@
-"""deploy/k8s: probes hit real routes, the ConfigMap is a valid config dir, and
+"""deploy/k8s: every manifest is valid against the Kubernetes API schemas
+(strict: unknown fields are errors), the kustomization lists exactly the
+manifests, probes hit real routes, the ConfigMap is a valid config dir, and
 the Deployment, Secret, Service, HPA and PDB agree with each other."""
+import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -9,7 +13,28 @@ from click.testing import CliRunner
 from atp_bridge import create_app
 from atp_bridge.cli import main
 
+try:
+    import kubernetes_validate
+except ImportError:  # a loud failure in the schema tests below, never a skip
+    kubernetes_validate = None
+
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
+MANIFESTS = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+# The Kubernetes version the manifests are validated for (README, "Kubernetes").
+# Its schemas ship with kubernetes-validate>=1.37.0; an older package fails loudly.
+KUBERNETES_VERSION = "1.37"
+
+# Top-level fields of kustomize's Kustomization type (kubernetes-sigs/kustomize,
+# api/types/kustomization.go at 04e51ad97bafe253f8860190c0e6f6e209a95620). kustomize
+# decodes the file with DisallowUnknownFields: any other key fails `kubectl apply -k`.
+KUSTOMIZATION_FIELDS = {
+    "apiVersion", "kind", "metadata", "openapi", "namePrefix", "nameSuffix", "namespace", "commonLabels",
+    "labels", "commonAnnotations", "patchesStrategicMerge", "patchesJson6902", "patches", "images",
+    "imageTags", "replacements", "replicas", "vars", "sortOptions", "resources", "components", "crds",
+    "bases", "configMapGenerator", "secretGenerator", "helmGlobals", "helmCharts",
+    "helmChartInflationGenerator", "generatorOptions", "configurations", "generators", "transformers",
+    "validators", "inventory", "buildMetadata"}
 
 
 def manifest(name):
@@ -28,9 +53,113 @@ def container(deployment):
     return c
 
 
-def test_the_kustomization_lists_every_manifest():
-    listed = set(manifest("kustomization.yaml")["resources"])
-    assert listed == {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+def schema_error(doc) -> str | None:
+    """The first violation of the strict schema for doc's kind and apiVersion
+    in KUBERNETES_VERSION, as "dotted.path: message"; None when doc is valid."""
+    kv = kubernetes_validate
+    if kv is None:
+        pytest.fail("kubernetes-validate is not installed: pip install -e '.[test]' "
+                    "(or pip install 'kubernetes-validate>=1.37.0')", pytrace=False)
+    try:
+        used = kv.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kv.ValidationError as e:
+        return f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
+    except kv.SchemaNotFoundError as e:  # a kind or apiVersion this Kubernetes does not serve
+        return e.message
+    except kv.utils.VersionNotSupportedError:
+        pytest.fail(f"kubernetes-validate {kv.__version__} has no schemas for Kubernetes {KUBERNETES_VERSION}: "
+                    "upgrade it (setup.cfg's test extra names the lower bound)", pytrace=False)
+    assert used == KUBERNETES_VERSION, f"validated against Kubernetes {used}, not {KUBERNETES_VERSION}"
+    return None
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_every_manifest_is_valid_for_the_stated_kubernetes_version_in_strict_mode(name):
+    docs = [d for d in yaml.safe_load_all((K8S / name).read_text()) if d]
+    assert docs, name
+    problems = [f"deploy/k8s/{name}: {d.get('kind')}: {error}" for d in docs if (error := schema_error(d))]
+    assert problems == []
+
+
+@pytest.mark.parametrize("name, break_it, error", [
+    ("deployment.yaml", lambda d: d["spec"]["template"]["spec"]["containers"][0].update(livenesProbe={}),
+     "spec.template.spec.containers.0: Additional properties are not allowed ('livenesProbe' was unexpected)"),
+    ("deployment.yaml", lambda d: d["spec"].update(replicas="2"),
+     "spec.replicas: '2' is not of type 'integer', 'null'"),
+    ("service.yaml", lambda d: d["spec"]["ports"][0].update(port="80"),
+     "spec.ports.0.port: '80' is not of type 'integer'"),
+    ("configmap.yaml", lambda d: d.update(date=d.pop("data")),
+     "(top level): Additional properties are not allowed ('date' was unexpected)"),
+    ("pdb.yaml", lambda d: d.update(apiVersion="policy/v1beta1"),
+     "Couldn't find schema for kind PodDisruptionBudget with api version policy/v1beta1 "
+     f"for kubernetes version {KUBERNETES_VERSION}"),
+], ids=["unknown-field", "wrong-type", "wrong-type-in-a-list", "misspelt-top-level-key", "removed-api-version"])
+def test_a_broken_copy_of_a_manifest_is_rejected(name, break_it, error):
+    broken = copy.deepcopy(manifest(name))
+    break_it(broken)
+    assert schema_error(broken) == error
+
+
+def test_strict_mode_is_what_rejects_an_unknown_field():
+    broken = copy.deepcopy(manifest("deployment.yaml"))
+    broken["spec"]["template"]["spec"]["containers"][0]["livenesProbe"] = {}
+    assert "'livenesProbe' was unexpected" in schema_error(broken)
+    assert kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=False) == KUBERNETES_VERSION
+
+
+def is_configmap_key(key: str) -> bool:
+    """The API server's rule for ConfigMap and Secret keys (apimachinery
+    IsConfigMapKey), which the JSON schemas do not carry."""
+    return bool(re.fullmatch(r"[-._a-zA-Z0-9]{1,253}", key)) and key not in (".", "..") \
+        and not key.startswith("..")
+
+
+def test_configmap_and_secret_keys_are_keys_the_api_server_accepts():
+    keys = {name: list(manifest(name).get("data", {})) + list(manifest(name).get("stringData", {}))
+            for name in ("configmap.yaml", "secret.yaml")}
+    assert all(keys.values())
+    assert {name: [k for k in ks if not is_configmap_key(k)] for name, ks in keys.items()} == \
+        {"configmap.yaml": [], "secret.yaml": []}
+    assert not is_configmap_key("adapters/10-erp.yaml") and is_configmap_key("10-erp.yaml")
+
+
+def kustomization_problems(doc, manifests) -> list[str]:
+    """What kustomize would refuse in deploy/k8s/kustomization.yaml, plus any
+    manifest it leaves out (an unlisted file is never applied)."""
+    problems = []
+    if (doc.get("apiVersion"), doc.get("kind")) != ("kustomize.config.k8s.io/v1beta1", "Kustomization"):
+        problems.append(f"apiVersion, kind: expected kustomize.config.k8s.io/v1beta1 Kustomization, "
+                        f"got {doc.get('apiVersion')} {doc.get('kind')}")
+    problems += [f"{key}: not a Kustomization field" for key in sorted(set(doc) - KUSTOMIZATION_FIELDS)]
+    resources = doc.get("resources") or []
+    problems += [f"resources: {r!r} is not a file name" for r in resources if not isinstance(r, str)]
+    resources = [r for r in resources if isinstance(r, str)]
+    problems += [f"resources: {r} is listed twice" for r in sorted({r for r in resources if resources.count(r) > 1})]
+    problems += [f"resources: {r} is not a manifest in deploy/k8s" for r in sorted(set(resources) - set(manifests))]
+    problems += [f"resources: {m} is missing" for m in sorted(set(manifests) - set(resources))]
+    return problems
+
+
+def test_the_kustomization_is_valid_and_lists_every_manifest_once():
+    assert MANIFESTS == ["configmap.yaml", "deployment.yaml", "hpa.yaml", "ingress.yaml", "pdb.yaml",
+                         "secret.yaml", "service.yaml"]
+    assert kustomization_problems(manifest("kustomization.yaml"), MANIFESTS) == []
+
+
+@pytest.mark.parametrize("break_it, problem", [
+    (lambda k: k.update(resource=k.pop("resources")),
+     ["resource: not a Kustomization field"] + [f"resources: {m} is missing" for m in MANIFESTS]),
+    (lambda k: k["resources"].remove("pdb.yaml"), ["resources: pdb.yaml is missing"]),
+    (lambda k: k["resources"].append("service.yaml"), ["resources: service.yaml is listed twice"]),
+    (lambda k: k["resources"].append("networkpolicy.yaml"),
+     ["resources: networkpolicy.yaml is not a manifest in deploy/k8s"]),
+    (lambda k: k.update(apiVersion="v1"),
+     ["apiVersion, kind: expected kustomize.config.k8s.io/v1beta1 Kustomization, got v1 Kustomization"]),
+], ids=["misspelt-field", "missing-file", "duplicate", "file-that-does-not-exist", "wrong-api-version"])
+def test_a_broken_copy_of_the_kustomization_is_rejected(break_it, problem):
+    broken = copy.deepcopy(manifest("kustomization.yaml"))
+    break_it(broken)
+    assert kustomization_problems(broken, MANIFESTS) == problem
 
 
 def test_probes_point_at_routes_the_app_really_serves(container, config_file):
