@@ -25,7 +25,7 @@ from atp_bridge.adapters.rest_auth import AuthError, Redactor, excerpt, make_aut
 from atp_bridge.adapters.rest_circuit import CircuitBreaker, CircuitOpen
 from atp_bridge.adapters.rest_http import MAX_RESPONSE_BYTES, BudgetAdapter, BudgetExceeded, TooLarge, send
 from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
-from atp_bridge.adapters.rest_wire import Parser, WireError, chunks, describe_error, encode, safe_url
+from atp_bridge.adapters.rest_wire import BuiltinWire, WireError, describe_error, safe_url
 from atp_bridge import metrics
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
 
@@ -66,14 +66,15 @@ class RestAdapter(Adapter):
                  response: ResponseSpec | None = None, headers: dict | None = None,
                  tls_verify: bool = True, ca_bundle: str | None = None,
                  health_url: str | None = None, health_cache_s: float = 5.0,
-                 circuit: dict | None = None, session: requests.Session | None = None, **kw):
+                 circuit: dict | None = None, session: requests.Session | None = None,
+                 wire=None, **kw):
         super().__init__(name, **kw)
         self.url, self.method = url, method
         self.timeout_s = timeout_ms / 1000
         self.max_response_bytes = max_response_bytes
         self.batch_size, self.max_concurrency, self.retries = batch_size, max_concurrency, retries
-        self.request_spec = request or RequestSpec()
-        self.parser = Parser(response or ResponseSpec())
+        # the built-in wire formats, or the engine's templates + extraction (adapters/engine)
+        self.wire = wire or BuiltinWire(request or RequestSpec(), response or ResponseSpec())
         self.health_url, self.health_cache_s = health_url, health_cache_s
         self.session = session or build_session(max_concurrency, tls_verify, ca_bundle, headers)
         if not isinstance(self.session.get_adapter(url), BudgetAdapter):  # else per read only
@@ -138,7 +139,7 @@ class RestAdapter(Adapter):
         return known
 
     def _lookup_chunks(self, batch: Batch) -> dict:
-        work = chunks(batch, self.request_spec, self.batch_size)
+        work = self.wire.calls(batch, self.batch_size)
         deadline = batch.deadline
         helpers_wanted = min(len(work), self.max_concurrency) - 1
         if helpers_wanted <= 0 or self._pool is None:
@@ -182,11 +183,13 @@ class RestAdapter(Adapter):
 
     def _call(self, chunk, deadline: float) -> dict:
         """One HTTP call for ``chunk``, with retries and one token refresh."""
-        where = f"{self.method} {safe_url(self.url)}"
         try:
-            kwargs = encode(chunk, self.request_spec)
+            kwargs = self.wire.encode(chunk)
         except WireError as e:
-            raise AdapterError(self.name, f"{where}: cannot encode the request: {e}") from None
+            raise AdapterError(self.name, f"{self.method} {safe_url(self.url)}: "
+                               f"cannot encode the request: {e}") from None
+        url = kwargs.pop("url", self.url)
+        where = f"{self.method} {safe_url(url)}"
         extra_headers = kwargs.pop("headers", {})
         attempt, refreshed = 0, False
         while True:
@@ -202,7 +205,7 @@ class RestAdapter(Adapter):
             with self._lock:
                 self.calls += 1
             try:
-                status, body = send(self.session, self.method, self.url, budget_s=timeout,
+                status, body = send(self.session, self.method, url, budget_s=timeout,
                                     max_bytes=self.max_response_bytes,
                                     headers={**extra_headers, **auth_headers},
                                     allow_redirects=False, **kwargs)
@@ -235,7 +238,7 @@ class RestAdapter(Adapter):
                 raise AdapterError(self.name, f"{where}: HTTP {status}{hint}{_tries(attempt)}: "
                                               f"{excerpt(body, self.redact)}")
             try:
-                return self.parser.parse(body)
+                return self.wire.parse(body, chunk)
             except WireError as e:
                 raise AdapterError(self.name, f"{where}: {e}: "
                                               f"{excerpt(body, self.redact, 120)}") from None

@@ -14,6 +14,10 @@ from urllib.parse import urlsplit
 from marshmallow import (RAISE, Schema, ValidationError, fields, post_load, validate,
                          validates_schema)
 
+from atp_bridge.adapters.engine.options import ENGINE_KEYS, build_wire, engine_fields
+
+ENGINE_FIELDS = engine_fields()
+
 STYLES = ("pairs", "grid", "query")
 AUTH_TYPES = ("bearer", "basic", "header", "oauth2_client_credentials")
 
@@ -233,15 +237,24 @@ class RestOptionsSchema(Schema):
     circuit = fields.Nested(_CircuitSchema, load_default=lambda: {"failure_threshold": 5,
                                                                    "reset_s": 1.0})
 
-    @validates_schema
-    def _combinations(self, data, **kwargs):
-        style = data["request"].style if isinstance(data.get("request"), RequestSpec) else None
+    # the engine's keys (adapters/engine/options.py)
+    per, vars, path, params, body, extract = (ENGINE_FIELDS[k] for k in
+                                              ("per", "vars", "path", "params", "body", "extract"))
+
+    @validates_schema(pass_original=True)
+    def _engine(self, data, original, **kwargs):
+        build_wire(data, set(original) if isinstance(original, dict) else set())
+
+    @validates_schema(pass_original=True)
+    def _combinations(self, data, original, **kwargs):
+        engine = isinstance(original, dict) and any(k in original for k in ENGINE_KEYS)
+        style = data["request"].style if isinstance(data.get("request"), RequestSpec) and not engine else None
         method = data.get("method")
         if style == "query" and method == "POST":
             raise ValidationError({"request": {"style": [
                 "style: query sends the pairs as URL parameters and needs method: GET "
                 "(or leave method out)."]}})
-        if method == "GET" and style not in (None, "query"):
+        if method == "GET" and not engine and style not in (None, "query"):
             raise ValidationError("GET carries no body: use request.style: query with GET, "
                                   "or method: POST.", field_name="method")
         if data.get("ca_bundle") and data.get("tls_verify") is False:
@@ -258,6 +271,6 @@ class RestOptionsSchema(Schema):
     @post_load
     def _defaults(self, data, **kwargs):
         data["headers"] = Headers(data["headers"])
-        if data["method"] is None:
+        if data["method"] is None:  # (the engine sets its own in build_wire)
             data["method"] = "GET" if data["request"].style == "query" else "POST"
         return data

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 import orjson
 import requests
 
+from typing import TYPE_CHECKING
+
 from atp_bridge.adapters.base import Batch
-from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec
+
+if TYPE_CHECKING:  # annotations only: rest_options imports the engine, which imports this
+    from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec
 
 
 class WireError(Exception):
@@ -127,6 +131,24 @@ class Parser:
                 continue
             out[(str(product), str(location))] = _number(atp, i, spec.atp)
         return out
+
+
+class BuiltinWire:
+    """``calls`` / ``encode`` / ``parse`` of the built-in formats (``request.style``
+    and ``response`` field names); the engine's TemplateWire has the same three."""
+
+    def __init__(self, request: RequestSpec, response: ResponseSpec):
+        self.request = request
+        self.parser = Parser(response)
+
+    def calls(self, batch: Batch, batch_size: int) -> list[Chunk]:
+        return chunks(batch, self.request, batch_size)
+
+    def encode(self, chunk: Chunk) -> dict:
+        return encode(chunk, self.request)
+
+    def parse(self, body: bytes, chunk: Chunk) -> dict:
+        return self.parser.parse(body)
 
 
 def _number(value, i: int, path: str) -> float | int:

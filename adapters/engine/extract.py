@@ -1,0 +1,119 @@
+"""Extraction: JMESPath from an answer to ``{(product, location): atp}``.
+
+``rows`` finds the rows (one expression, or a list of them for answers where
+rows sit inside parent objects: ``[locations, inventoryRecords]``; then each
+inner row carries ``_parent``, the object it came from). Per row, ``product``,
+``location`` and ``atp`` are expressions evaluated on the row; ``minus``, if
+set, is subtracted from ``atp`` (``quantity - reserved``). A product or
+location left out is the call's own (calls per product / location / pair):
+SAP's function imports answer one pair per call without naming it. A rows
+expression that finds an object or a number instead of a list is one row; a
+row that is a number is its own ATP (``atp`` defaults to ``@`` then).
+``combine`` decides what several rows of one pair make: ``sum`` (stock split
+by storage location, lot or colour), ``max``, ``min`` or ``first``.
+
+Simple dotted paths (``a.b.c``, the usual case) are read by plain dict
+lookups; anything else goes through the compiled JMESPath expression.
+Numeric strings (``"12.000"``) are numbers; anything else is an error naming
+the row and the path.
+"""
+from __future__ import annotations
+
+import re
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from atp_bridge.adapters.rest_wire import WireError, _number
+
+__all__ = ["ExtractProblem", "Extractor", "COMBINE"]
+
+COMBINE = {"sum": lambda a, b: a + b, "max": max, "min": min, "first": lambda a, b: a}
+_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_MISSING = object()
+
+
+class ExtractProblem(ValueError):
+    """An expression that does not compile, or a combination that cannot work."""
+
+
+def _compile(expression: str, where: str):
+    """A function of one value: a dotted-path reader or the compiled JMESPath search."""
+    if expression == "@":
+        return lambda value: value
+    if _DOTTED.match(expression):
+        keys = expression.split(".")
+
+        def read(value):
+            for key in keys:
+                if not isinstance(value, dict):
+                    return None
+                value = value.get(key)
+            return value
+        return read
+    try:
+        return jmespath.compile(expression).search
+    except JMESPathError as e:
+        raise ExtractProblem(f"{where}: not a JMESPath expression: {e}") from None
+
+
+class Extractor:
+    """The compiled ``extract`` block of an adapter; see the module docstring."""
+
+    def __init__(self, *, rows="@", product: str | None = None, location: str | None = None,
+                 atp: str = "atp", minus: str | None = None, combine: str = "first"):
+        levels = rows if isinstance(rows, list) else [rows]
+        if not levels:
+            raise ExtractProblem("rows: give at least one expression")
+        self.rows_expr = levels
+        self.levels = [_compile(e, f"rows.{i}" if len(levels) > 1 else "rows") for i, e in enumerate(levels)]
+        self.paths = {"product": product, "location": location, "atp": atp, "minus": minus}
+        self.product = _compile(product, "product") if product else None
+        self.location = _compile(location, "location") if location else None
+        self.atp = _compile(atp, "atp")
+        self.minus = _compile(minus, "minus") if minus else None
+        if combine not in COMBINE:
+            raise ExtractProblem(f"combine: must be one of {', '.join(COMBINE)}")
+        self.combine = COMBINE[combine]
+
+    def rows(self, doc) -> list:
+        found = [doc]
+        for depth, level in enumerate(self.levels):
+            nxt = []
+            for parent in found:
+                value = level(parent)
+                items = value if isinstance(value, list) else ([] if value is None else [value])
+                if depth:  # an inner row remembers the object it came from
+                    items = [{**item, "_parent": parent} if isinstance(item, dict) else item
+                             for item in items]
+                nxt.extend(items)
+            found = nxt
+        return found
+
+    def extract(self, doc, product=None, location=None) -> dict:
+        """``{(product, location): atp}`` from a parsed answer; ``product`` and
+        ``location`` fill in what the rows do not name."""
+        out: dict = {}
+        combine = self.combine
+        for i, row in enumerate(self.rows(doc)):
+            p = self._id(row, self.product, product, "product", i)
+            loc = self._id(row, self.location, location, "location", i)
+            raw = row if (not isinstance(row, dict) and self.paths["atp"] == "atp") else self.atp(row)
+            if raw is None:
+                continue  # the source does not know this pair
+            atp = _number(raw, i, self.paths["atp"])
+            if self.minus is not None:
+                less = self.minus(row)
+                if less is not None:
+                    atp -= _number(less, i, self.paths["minus"])
+            key = (p, loc)
+            out[key] = combine(out[key], atp) if key in out else atp
+        return out
+
+    def _id(self, row, read, fallback, name: str, i: int) -> str:
+        if read is None:
+            return fallback
+        value = read(row)
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise WireError(f"row {i}: no string at {self.paths[name]!r} (extract.{name})")
+        return str(value)

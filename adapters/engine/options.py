@@ -1,0 +1,113 @@
+"""The engine's YAML keys of ``type: rest`` (and of the connectors built on it).
+
+``per``, ``vars``, ``path``, ``params``, ``body`` and ``extract``; templated
+``headers`` values (holding ``{{``) too. Giving any of ``path``, ``params``,
+``body`` or ``extract`` switches the adapter from the built-in wire formats
+(``request`` / ``response``) to the engine; ``extract`` is then required.
+Templates and expressions are compiled here, when the config loads, so
+``check-config`` names the key of a broken one.
+"""
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+
+from atp_bridge.adapters.engine.extract import COMBINE, Extractor, ExtractProblem
+from atp_bridge.adapters.engine.templates import CallTemplate, TemplateProblem
+from atp_bridge.adapters.engine.wire import PER, TemplateWire, allowed_names
+
+__all__ = ["ENGINE_KEYS", "ExtractSchema", "build_wire"]
+
+ENGINE_KEYS = ("path", "params", "body", "extract")
+
+
+class _Rows(fields.Field):
+    """One JMESPath expression, or a list of them (nested rows)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+            return value
+        raise ValidationError("Must be a JMESPath expression or a list of them.")
+
+
+class ExtractSchema(Schema):
+    """``extract``: see :mod:`atp_bridge.adapters.engine.extract`."""
+
+    class Meta:
+        unknown = RAISE
+
+    rows = _Rows(load_default="@")
+    product = fields.String(load_default=None, validate=validate.Length(min=1))
+    location = fields.String(load_default=None, validate=validate.Length(min=1))
+    atp = fields.String(load_default="atp", validate=validate.Length(min=1))
+    minus = fields.String(load_default=None, validate=validate.Length(min=1))
+    combine = fields.String(load_default="first", validate=validate.OneOf(COMBINE))
+
+    @post_load
+    def _compile(self, data, **kwargs):
+        try:
+            return Extractor(**data)
+        except ExtractProblem as e:
+            raise _problem(str(e)) from None
+
+
+def _problem(message: str, prefix: str = "") -> ValidationError:
+    """``"params.x: msg"`` -> a ValidationError on that key (check-config shows it)."""
+    key, _, msg = message.partition(": ")
+    return ValidationError(msg, field_name=prefix + key)
+
+
+def engine_fields() -> dict:
+    """The schema fields the REST options schema adds for the engine."""
+    return {
+        "per": fields.String(load_default=None, validate=validate.OneOf(PER)),
+        "vars": fields.Dict(keys=fields.String(), load_default=dict),
+        "path": fields.String(load_default=None),
+        "params": fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
+                              values=fields.String(), load_default=None),
+        "body": fields.Raw(load_default=None),
+        "extract": fields.Nested(ExtractSchema, load_default=None),
+    }
+
+
+def build_wire(data: dict, given: set) -> None:
+    """Replace the engine keys in loaded options ``data`` by a ``wire``
+    (a :class:`TemplateWire`), or check that none was half given. ``given``:
+    the keys present in the YAML (to tell a default from an explicit value)."""
+    per, extract = data.pop("per"), data.pop("extract")
+    path, params, body, vars_ = data.pop("path"), data.pop("params"), data.pop("body"), data.pop("vars")
+    engine = [k for k in ENGINE_KEYS if k in given]
+    if not engine:
+        if per is not None or vars_:
+            raise ValidationError("Only with the engine's templates (path, params, body, extract); "
+                                  "the built-in request styles choose their own calls.",
+                                  field_name="per" if per is not None else "vars")
+        return
+    for builtin in ("request", "response"):
+        if builtin in given:
+            raise ValidationError(f"{builtin} is for the built-in wire formats; with the engine's "
+                                  f"templates ({', '.join(engine)}) the answer is read by extract.",
+                                  field_name=builtin)
+    if extract is None:
+        raise ValidationError("Required with path, params or body: how to read the answer.",
+                              field_name="extract")
+    per = per or "batch"
+    for name in ("product", "location"):
+        if extract.paths[name] is None and name not in allowed_names(per):
+            raise ValidationError(f"Required unless per: {name} or pair (a call per {per} does "
+                                  f"not know its {name}).", field_name=f"extract.{name}")
+    if body is not None and data.get("method") == "GET":
+        raise ValidationError("GET carries no body: remove body or use method: POST.", field_name="method")
+    headers = data["headers"]
+    templated = {k: v for k, v in headers.items() if "{{" in v or "{%" in v}
+    for k in templated:
+        del headers[k]
+    try:
+        template = CallTemplate(path=path or "", params=params, headers=templated, body=body,
+                                allowed=allowed_names(per), vars=vars_)
+    except TemplateProblem as e:
+        raise _problem(str(e)) from None
+    if data.get("method") is None:
+        data["method"] = "POST" if body is not None else "GET"
+    data["wire"] = TemplateWire(data["url"], per, template, extract)

@@ -1,0 +1,83 @@
+"""The engine's wire: calls per ``per``, requests from templates, answers by extraction."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+from atp_bridge.adapters.base import Batch
+from atp_bridge.adapters.engine.extract import Extractor
+from atp_bridge.adapters.engine.templates import NAMES, CallTemplate, TemplateProblem
+from atp_bridge.adapters.rest_wire import WireError
+
+__all__ = ["Call", "TemplateWire", "PER", "allowed_names"]
+
+PER = ("batch", "product", "location", "pair")
+
+
+@dataclass(frozen=True)
+class Call:
+    """What one HTTP call asks: a ``products`` x ``locations`` grid, and the
+    single ``product`` / ``location`` when calls are per product, location or pair."""
+
+    products: tuple
+    locations: tuple
+    product: str | None = None
+    location: str | None = None
+
+    def __len__(self) -> int:
+        return len(self.products) * len(self.locations)
+
+
+def allowed_names(per: str) -> frozenset:
+    """The template names a call has under ``per``."""
+    drop = {"batch": {"product", "location"}, "product": {"location"},
+            "location": {"product"}, "pair": set()}[per]
+    return NAMES - drop
+
+
+def calls(batch: Batch, per: str, batch_size: int) -> list[Call]:
+    """The calls for ``batch``: one per product, location or pair, or (``batch``)
+    grids of at most ``batch_size`` pairs, cut along the products."""
+    products, locations = tuple(batch.products), tuple(batch.locations)
+    if per == "pair":
+        return [Call((p,), (loc,), p, loc) for p in products for loc in locations]
+    if per == "product":
+        return [Call((p,), locations, product=p) for p in products]
+    if per == "location":
+        return [Call(products, (loc,), location=loc) for loc in locations]
+    step = max(1, batch_size // max(1, len(locations)))
+    return [Call(products[i:i + step], locations) for i in range(0, len(products), step)]
+
+
+class TemplateWire:
+    """``calls`` / ``encode`` / ``parse`` for an adapter configured with templates
+    and an ``extract`` block (the REST adapter calls these three)."""
+
+    def __init__(self, url: str, per: str, template: CallTemplate, extractor: Extractor):
+        self.url, self.per, self.template, self.extractor = url.rstrip("/"), per, template, extractor
+
+    def calls(self, batch: Batch, batch_size: int) -> list[Call]:
+        return calls(batch, self.per, batch_size)
+
+    def encode(self, call: Call) -> dict:
+        """``requests`` keyword arguments for ``call`` (``url`` included)."""
+        t = self.template
+        try:
+            parts = t.render(t.context(call.products, call.locations, call.product, call.location))
+        except TemplateProblem as e:
+            raise WireError(str(e)) from None
+        except Exception as e:  # a template error at render time (a filter given a wrong type...)
+            raise WireError(f"template: {type(e).__name__}: {e}") from None
+        kwargs = {"url": self.url + parts["path"], "params": parts["params"], "headers": parts["headers"]}
+        if parts["body"] is not None:
+            kwargs["data"] = orjson.dumps(parts["body"])
+            kwargs["headers"] = {"Content-Type": "application/json", **parts["headers"]}
+        return kwargs
+
+    def parse(self, body: bytes, call: Call) -> dict:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise WireError(f"answer is not JSON ({e.msg} at char {e.pos})") from e
+        return self.extractor.extract(doc, call.product, call.location)
