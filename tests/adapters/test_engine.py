@@ -3,7 +3,6 @@ against a real HTTP server on loopback that records what it was sent."""
 import json
 import threading
 
-import orjson
 import pytest
 from marshmallow import ValidationError
 
