@@ -182,14 +182,37 @@ class RestAdapter(Adapter):
         return known
 
     def _call(self, chunk, deadline: float) -> dict:
-        """One HTTP call for ``chunk``, with retries and one token refresh."""
-        try:
-            kwargs = self.wire.encode(chunk)
-        except WireError as e:
-            raise AdapterError(self.name, f"{self.method} {safe_url(self.url)}: "
-                               f"cannot encode the request: {e}") from None
-        url = kwargs.pop("url", self.url)
-        where = f"{self.method} {safe_url(url)}"
+        """The values of one call for ``chunk``: one request, or its pages."""
+        paginator = getattr(self.wire, "paginator", None)
+        page = paginator.first() if paginator is not None else None
+        known: dict = {}
+        while True:
+            try:
+                kwargs = self.wire.encode(chunk, page) if page is not None else self.wire.encode(chunk)
+            except WireError as e:
+                raise AdapterError(self.name, f"{self.method} {safe_url(self.url)}: "
+                                   f"cannot encode the request: {e}") from None
+            url = kwargs.pop("url", self.url)
+            where = f"{self.method} {safe_url(url)}"
+            status, body, headers = self._request(url, kwargs, deadline, where)
+            try:
+                if page is None:
+                    return self.wire.parse(body, chunk)
+                doc, rows = self.wire.parse_page(body, chunk, known)
+                page_after = paginator.next(page, url, doc, headers, rows)
+            except WireError as e:
+                raise AdapterError(self.name, f"{where}: {e}: "
+                                              f"{excerpt(body, self.redact, 120)}") from None
+            if page_after is None:
+                return known
+            if page_after["number"] > paginator.max_pages:
+                raise AdapterError(self.name, f"{where}: more than paginate.max_pages="
+                                              f"{paginator.max_pages} pages; raise it or ask for less per call")
+            page = page_after
+
+    def _request(self, url: str, kwargs: dict, deadline: float, where: str) -> tuple:
+        """``(status, body, headers)`` of one HTTP request with a 2xx answer, after
+        retries and one token refresh; any other outcome is an AdapterError."""
         extra_headers = kwargs.pop("headers", {})
         attempt, refreshed = 0, False
         while True:
@@ -205,10 +228,10 @@ class RestAdapter(Adapter):
             with self._lock:
                 self.calls += 1
             try:
-                status, body = send(self.session, self.method, url, budget_s=timeout,
-                                    max_bytes=self.max_response_bytes,
-                                    headers={**extra_headers, **auth_headers},
-                                    allow_redirects=False, **kwargs)
+                status, body, headers = send(self.session, self.method, url, budget_s=timeout,
+                                             max_bytes=self.max_response_bytes,
+                                             headers={**extra_headers, **auth_headers},
+                                             allow_redirects=False, **kwargs)
             except BudgetExceeded as e:  # trickled headers or body: not retried, like a read timeout
                 raise AdapterTimeout(self.name, f"{where}: {e}") from None
             except TooLarge as e:
@@ -237,11 +260,7 @@ class RestAdapter(Adapter):
                 hint = " (check the adapter's auth)" if status in (401, 403) else ""
                 raise AdapterError(self.name, f"{where}: HTTP {status}{hint}{_tries(attempt)}: "
                                               f"{excerpt(body, self.redact)}")
-            try:
-                return self.wire.parse(body, chunk)
-            except WireError as e:
-                raise AdapterError(self.name, f"{where}: {e}: "
-                                              f"{excerpt(body, self.redact, 120)}") from None
+            return status, body, headers
 
     def _may_retry(self, attempt: int, deadline: float) -> bool:
         """Sleep the backoff and say yes, if a retry is allowed and fits in time."""
@@ -275,7 +294,7 @@ class RestAdapter(Adapter):
         where = f"GET {safe_url(self.health_url)}"
         try:
             headers = self.auth.headers(time.monotonic() + self.timeout_s)
-            status, _ = send(self.session, "GET", self.health_url, budget_s=self.timeout_s,
+            status, _, _ = send(self.session, "GET", self.health_url, budget_s=self.timeout_s,
                              max_bytes=self.max_response_bytes, headers=headers,
                              allow_redirects=False)
         except AuthError as e:

@@ -121,7 +121,7 @@ class OAuth2ClientCredentials:
         if self._on_fetch:
             self._on_fetch()
         try:  # bounded in total like every ERP call (adapters.rest_http)
-            status, body = send(self._session, "POST", spec.token_url, budget_s=timeout,
+            status, body, _ = send(self._session, "POST", spec.token_url, budget_s=timeout,
                                 max_bytes=self._max_bytes, data=form, auth=basic,
                                 headers={"Accept": "application/json"}, allow_redirects=False)
         except (BudgetExceeded, TooLarge) as e:

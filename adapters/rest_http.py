@@ -145,8 +145,8 @@ class BudgetAdapter(HTTPAdapter):
 
 
 def send(session: requests.Session, method: str, url: str, *, budget_s: float,
-         max_bytes: int, **kwargs) -> tuple[int, bytes]:
-    """``(status, body)`` of one call that ends within ``budget_s`` in total.
+         max_bytes: int, **kwargs) -> tuple[int, bytes, dict]:
+    """``(status, body, headers)`` of one call that ends within ``budget_s`` in total.
 
     Raises :class:`BudgetExceeded` past the budget, :class:`TooLarge` for a
     body over ``max_bytes`` (by Content-Length or as read), requests' own
@@ -170,7 +170,7 @@ def send(session: requests.Session, method: str, url: str, *, budget_s: float,
                 body.append(chunk)
             if call.expired:  # a body without length, cut by the watchdog, looks complete
                 raise BudgetExceeded(part, budget_s)
-            return resp.status_code, b"".join(body)
+            return resp.status_code, b"".join(body), resp.headers
     except (BudgetExceeded, TooLarge, requests.ConnectTimeout):
         raise
     except requests.RequestException:

@@ -238,8 +238,8 @@ class RestOptionsSchema(Schema):
                                                                    "reset_s": 1.0})
 
     # the engine's keys (adapters/engine/options.py)
-    per, vars, path, params, body, extract = (ENGINE_FIELDS[k] for k in
-                                              ("per", "vars", "path", "params", "body", "extract"))
+    per, vars, path, params, body, extract, paginate = (
+        ENGINE_FIELDS[k] for k in ("per", "vars", "path", "params", "body", "extract", "paginate"))
 
     @validates_schema(pass_original=True)
     def _engine(self, data, original, **kwargs):

@@ -7,7 +7,8 @@ Switches inject the faults a real ERP has: ``mode`` (``ok``, ``slow``,
 and its decoded query, after ``echo_prefix``), ``garbage``, ``drop``),
 ``fail_next(n, status)`` (503-then-ok), required credentials
 (``expect_header``) answering 401, and an OAuth2 token endpoint at
-``/token``. ``log`` records every request.
+``/token``. ``log`` records every request. ``respond`` returns ``(status,
+body)`` or ``(status, body, headers)``.
 
 Hostile answers: ``trickle_headers`` and ``trickle_body`` send one byte every
 ``trickle_s`` (the headers, or the body after complete headers), stopping as
@@ -309,11 +310,13 @@ def _handler(erp: FakeErp):
             if isinstance(answer, str):
                 self._hostile(answer)
                 return
-            status, payload = answer
+            status, payload, *extra = answer  # (status, body) or (status, body, headers)
             data = payload if isinstance(payload, bytes) else orjson.dumps(payload)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
+            for name, value in (extra[0] if extra else {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
 

@@ -26,7 +26,7 @@ from jmespath.exceptions import JMESPathError
 
 from atp_bridge.adapters.rest_wire import WireError, _number
 
-__all__ = ["ExtractProblem", "Extractor", "COMBINE"]
+__all__ = ["ExtractProblem", "Extractor", "COMBINE", "compile_expression"]
 
 COMBINE = {"sum": lambda a, b: a + b, "max": max, "min": min, "first": lambda a, b: a}
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -37,7 +37,7 @@ class ExtractProblem(ValueError):
     """An expression that does not compile, or a combination that cannot work."""
 
 
-def _compile(expression: str, where: str):
+def compile_expression(expression: str, where: str):
     """A function of one value: a dotted-path reader or the compiled JMESPath search."""
     if expression == "@":
         return lambda value: value
@@ -66,12 +66,12 @@ class Extractor:
         if not levels:
             raise ExtractProblem("rows: give at least one expression")
         self.rows_expr = levels
-        self.levels = [_compile(e, f"rows.{i}" if len(levels) > 1 else "rows") for i, e in enumerate(levels)]
+        self.levels = [compile_expression(e, f"rows.{i}" if len(levels) > 1 else "rows") for i, e in enumerate(levels)]
         self.paths = {"product": product, "location": location, "atp": atp, "minus": minus}
-        self.product = _compile(product, "product") if product else None
-        self.location = _compile(location, "location") if location else None
-        self.atp = _compile(atp, "atp")
-        self.minus = _compile(minus, "minus") if minus else None
+        self.product = compile_expression(product, "product") if product else None
+        self.location = compile_expression(location, "location") if location else None
+        self.atp = compile_expression(atp, "atp")
+        self.minus = compile_expression(minus, "minus") if minus else None
         if combine not in COMBINE:
             raise ExtractProblem(f"combine: must be one of {', '.join(COMBINE)}")
         self.combine = COMBINE[combine]
@@ -93,9 +93,13 @@ class Extractor:
     def extract(self, doc, product=None, location=None) -> dict:
         """``{(product, location): atp}`` from a parsed answer; ``product`` and
         ``location`` fill in what the rows do not name."""
-        out: dict = {}
+        return self.extract_rows(self.rows(doc), product, location)
+
+    def extract_rows(self, rows: list, product=None, location=None, out: dict | None = None) -> dict:
+        """:meth:`extract` of rows already found, combined into ``out`` (pages of one call)."""
+        out = {} if out is None else out
         combine = self.combine
-        for i, row in enumerate(self.rows(doc)):
+        for i, row in enumerate(rows):
             p = self._id(row, self.product, product, "product", i)
             loc = self._id(row, self.location, location, "location", i)
             raw = row if (not isinstance(row, dict) and self.paths["atp"] == "atp") else self.atp(row)

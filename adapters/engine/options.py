@@ -1,6 +1,7 @@
 """The engine's YAML keys of ``type: rest`` (and of the connectors built on it).
 
-``per``, ``vars``, ``path``, ``params``, ``body`` and ``extract``; templated
+``per``, ``vars``, ``path``, ``params``, ``body``, ``extract`` and
+``paginate``; templated
 ``headers`` values (holding ``{{``) too. Giving any of ``path``, ``params``,
 ``body`` or ``extract`` switches the adapter from the built-in wire formats
 (``request`` / ``response``) to the engine; ``extract`` is then required.
@@ -12,12 +13,62 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from atp_bridge.adapters.engine.extract import COMBINE, Extractor, ExtractProblem
+from atp_bridge.adapters.engine.paginate import PAGINATORS, make_paginator
 from atp_bridge.adapters.engine.templates import CallTemplate, TemplateProblem
 from atp_bridge.adapters.engine.wire import PER, TemplateWire, allowed_names
 
 __all__ = ["ENGINE_KEYS", "ExtractSchema", "build_wire"]
 
-ENGINE_KEYS = ("path", "params", "body", "extract")
+ENGINE_KEYS = ("path", "params", "body", "extract", "paginate")
+_EXPR = dict(load_default=None, validate=validate.Length(min=1))
+
+
+class _PageBase(Schema):
+    class Meta:
+        unknown = RAISE
+
+    type = fields.String(required=True, validate=validate.OneOf(PAGINATORS))
+    max_pages = fields.Integer(load_default=20, validate=validate.Range(min=1, max=10_000))
+
+
+class _Offset(_PageBase):
+    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=100_000))
+    offset_param = fields.String(**_EXPR)
+    limit_param = fields.String(**_EXPR)
+    has_more = fields.String(**_EXPR)
+    total = fields.String(**_EXPR)
+    start = fields.Integer(load_default=0, validate=validate.Range(min=0))
+
+
+class _NextLink(_PageBase):
+    next = fields.String(required=True, validate=validate.Length(min=1))
+
+
+class _Cursor(_PageBase):
+    cursor = fields.String(required=True, validate=validate.Length(min=1))
+    has_next = fields.String(**_EXPR)
+
+
+_PAGE_SCHEMAS = {"offset": _Offset, "next_link": _NextLink, "link_header": _PageBase, "cursor": _Cursor}
+
+
+class _Paginate(fields.Field):
+    """``paginate:``: ``type`` picks the keys (adapters/engine/paginate.py)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, dict):
+            raise ValidationError("Must be a mapping with a type.")
+        schema = _PAGE_SCHEMAS.get(value.get("type"))
+        if schema is None:
+            raise ValidationError({"type": [f"Must be one of: {', '.join(PAGINATORS)}."]})
+        loaded = schema().load(value)
+        if loaded["type"] == "offset" and loaded["has_more"] and loaded["total"]:
+            raise ValidationError({"total": ["Give has_more or total, not both."]})
+        try:
+            return make_paginator(loaded)
+        except ExtractProblem as e:
+            key, _, msg = str(e).partition(": ")
+            raise ValidationError({key.split(".", 1)[1]: [msg]}) from None
 
 
 class _Rows(fields.Field):
@@ -68,6 +119,7 @@ def engine_fields() -> dict:
                               values=fields.String(), load_default=None),
         "body": fields.Raw(load_default=None),
         "extract": fields.Nested(ExtractSchema, load_default=None),
+        "paginate": _Paginate(load_default=None),
     }
 
 
@@ -75,7 +127,7 @@ def build_wire(data: dict, given: set) -> None:
     """Replace the engine keys in loaded options ``data`` by a ``wire``
     (a :class:`TemplateWire`), or check that none was half given. ``given``:
     the keys present in the YAML (to tell a default from an explicit value)."""
-    per, extract = data.pop("per"), data.pop("extract")
+    per, extract, paginator = data.pop("per"), data.pop("extract"), data.pop("paginate")
     path, params, body, vars_ = data.pop("path"), data.pop("params"), data.pop("body"), data.pop("vars")
     engine = [k for k in ENGINE_KEYS if k in given]
     if not engine:
@@ -110,4 +162,4 @@ def build_wire(data: dict, given: set) -> None:
         raise _problem(str(e)) from None
     if data.get("method") is None:
         data["method"] = "POST" if body is not None else "GET"
-    data["wire"] = TemplateWire(data["url"], per, template, extract)
+    data["wire"] = TemplateWire(data["url"], per, template, extract, paginator)

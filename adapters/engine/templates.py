@@ -3,7 +3,7 @@
 A template can use the call's ``products``, ``locations``, ``pairs`` (a list
 of ``{"product", "location"}``), ``product`` and ``location`` (calls per
 product / location / pair), ``now`` (an aware UTC datetime) and the adapter's
-``vars``. Where the value lands decides its escaping, so an id from NewStore
+``vars``, and ``page`` when the adapter pages (:mod:`.paginate`). Where the value lands decides its escaping, so an id from NewStore
 can never change the structure of what is sent:
 
 * the URL ``path``: every ``{{ ... }}`` result is percent-encoded as one path
@@ -32,7 +32,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = ["TemplateProblem", "CallTemplate", "NAMES"]
 
-NAMES = frozenset({"products", "locations", "pairs", "product", "location", "now", "vars"})
+NAMES = frozenset({"products", "locations", "pairs", "product", "location", "now", "vars", "page"})
 _ONE_EXPRESSION = re.compile(r"^\{\{(?P<expr>(?:(?!\}\}).)+)\}\}$", re.S)
 
 
@@ -127,8 +127,8 @@ class CallTemplate:
                         for k, v in (headers or {}).items()}
         self.body = _compile_tree(body, "body", allowed) if body is not None else None
 
-    def context(self, products, locations, product=None, location=None) -> dict:
-        ctx = {"products": list(products), "locations": list(locations), "vars": self.vars,
+    def context(self, products, locations, product=None, location=None, page=None) -> dict:
+        ctx = {"products": list(products), "locations": list(locations), "vars": self.vars, "page": page,
                "pairs": [{"product": p, "location": loc} for p in products for loc in locations],
                "now": datetime.now(timezone.utc)}
         if product is not None:

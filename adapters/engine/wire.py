@@ -54,17 +54,19 @@ class TemplateWire:
     """``calls`` / ``encode`` / ``parse`` for an adapter configured with templates
     and an ``extract`` block (the REST adapter calls these three)."""
 
-    def __init__(self, url: str, per: str, template: CallTemplate, extractor: Extractor):
+    def __init__(self, url: str, per: str, template: CallTemplate, extractor: Extractor,
+                 paginator=None):
         self.url, self.per, self.template, self.extractor = url.rstrip("/"), per, template, extractor
+        self.paginator = paginator  # adapters/engine/paginate.py, or None: one page
 
     def calls(self, batch: Batch, batch_size: int) -> list[Call]:
         return calls(batch, self.per, batch_size)
 
-    def encode(self, call: Call) -> dict:
-        """``requests`` keyword arguments for ``call`` (``url`` included)."""
+    def encode(self, call: Call, page: dict | None = None) -> dict:
+        """``requests`` keyword arguments for ``call`` (``url`` included), for ``page``."""
         t = self.template
         try:
-            parts = t.render(t.context(call.products, call.locations, call.product, call.location))
+            parts = t.render(t.context(call.products, call.locations, call.product, call.location, page))
         except TemplateProblem as e:
             raise WireError(str(e)) from None
         except Exception as e:  # a template error at render time (a filter given a wrong type...)
@@ -73,11 +75,24 @@ class TemplateWire:
         if parts["body"] is not None:
             kwargs["data"] = orjson.dumps(parts["body"])
             kwargs["headers"] = {"Content-Type": "application/json", **parts["headers"]}
+        if page is not None:
+            self.paginator.apply(kwargs, page)
         return kwargs
 
     def parse(self, body: bytes, call: Call) -> dict:
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as e:
-            raise WireError(f"answer is not JSON ({e.msg} at char {e.pos})") from e
-        return self.extractor.extract(doc, call.product, call.location)
+        return self.extractor.extract(_json(body), call.product, call.location)
+
+    def parse_page(self, body: bytes, call: Call, into: dict) -> tuple:
+        """Add one page's values to ``into`` (combined with earlier pages');
+        return ``(document, rows on the page)`` for the paginator."""
+        doc = _json(body)
+        rows = self.extractor.rows(doc)
+        self.extractor.extract_rows(rows, call.product, call.location, into)
+        return doc, len(rows)
+
+
+def _json(body: bytes):
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise WireError(f"answer is not JSON ({e.msg} at char {e.pos})") from e

@@ -238,7 +238,7 @@ def test_check_config_reports_a_template_problem_with_file_and_key(config_file):
     with pytest.raises(ConfigError) as e:
         load_config(path)
     assert e.value.problems == [f"{path}: adapters[0].params.Material: unknown name 'prodcut' in the "
-                                "template (a call has: location, locations, now, pairs, product, products, vars)"]
+                                "template (a call has: location, locations, now, page, pairs, product, products, vars)"]
 
 
 def test_the_template_sandbox_refuses_python_internals():
@@ -256,3 +256,121 @@ def test_the_extractor_reads_dotted_paths_without_jmespath_and_the_rest_with_it(
                                          "stock": [{"free": 3}, {"free": 8}]},
                                         {"active": False, "id": {"sku": "B"}, "site": "S1",
                                          "stock": [{"free": 1}]}]}}) == {("A", "S1"): 8}
+
+
+# -- pagination ------------------------------------------------------------------
+
+ROWS = [{"sku": f"P{i}", "loc": "S1", "qty": i} for i in range(7)]
+
+
+def test_offset_pages_step_by_limit_until_has_more_is_false(erp, rest):
+    def suiteql(erp, seen):
+        offset, limit = int(seen.query["offset"]), int(seen.query["limit"])
+        page = ROWS[offset:offset + limit]
+        return 200, {"items": page, "hasMore": offset + limit < len(ROWS), "offset": offset,
+                     "totalResults": len(ROWS)}
+
+    erp.respond = suiteql
+    adapter = rest(body={"q": "select"}, paginate={"type": "offset", "limit": 3, "offset_param": "offset",
+                                                   "limit_param": "limit", "has_more": "hasMore"},
+                   extract={"rows": "items", "product": "sku", "location": "loc", "atp": "qty"})
+    assert adapter.fetch(batch([r["sku"] for r in ROWS], ["S1"])) == list(range(7))
+    assert [(s.query["offset"], s.query["limit"]) for s in erp.requests("/atp")] == \
+        [("0", "3"), ("3", "3"), ("6", "3")]
+
+
+@pytest.mark.parametrize("stop", [{"total": "totalResults"}, {}])
+def test_offset_pages_stop_at_the_total_or_at_a_short_page(erp, rest, stop):
+    def paged(erp, seen):
+        offset = int(seen.query["skip"])
+        return 200, {"items": ROWS[offset:offset + 3], "totalResults": len(ROWS)}
+
+    erp.respond = paged
+    adapter = rest(params={"q": "x"}, paginate={"type": "offset", "limit": 3, "offset_param": "skip", **stop},
+                   extract={"rows": "items", "product": "sku", "location": "loc", "atp": "qty"})
+    assert adapter.fetch(batch(["P0", "P6"], ["S1"])) == [0, 6]
+    assert [s.query["skip"] for s in erp.requests("/atp")] == ["0", "3", "6"]
+
+
+def test_a_next_link_in_the_body_is_followed_relative_to_the_page(erp, rest):
+    def odata(erp, seen):
+        start = int(seen.query.get("$skiptoken", "0"))
+        body = {"d": {"results": ROWS[start:start + 3]}}
+        if start + 3 < len(ROWS):
+            body["d"]["__next"] = f"A_Stock?$skiptoken={start + 3}"
+        return 200, body
+
+    erp.respond = odata
+    adapter = rest(url=f"{erp.url}/odata/A_Stock", params={"$format": "json"},
+                   paginate={"type": "next_link", "next": "d.__next"},
+                   extract={"rows": "d.results", "product": "sku", "location": "loc", "atp": "qty"})
+    assert adapter.fetch(batch(["P1", "P5"], ["S1"])) == [1, 5]
+    assert [s.target for s in erp.requests("/odata/A_Stock")] == [
+        "/odata/A_Stock?%24format=json", "/odata/A_Stock?$skiptoken=3", "/odata/A_Stock?$skiptoken=6"]
+
+
+def test_the_link_header_is_followed(erp, rest):
+    def linked(erp, seen):
+        page = int(seen.query.get("page", "1"))
+        headers = {"Link": f'<{erp.url}/atp?page={page + 1}>; rel="next"'} if page < 3 else {}
+        return 200, {"rows": ROWS[(page - 1) * 3:page * 3]}, headers
+
+    erp.respond = linked
+    adapter = rest(params={"page": "1"}, paginate={"type": "link_header"},
+                   extract={"rows": "rows", "product": "sku", "location": "loc", "atp": "qty"})
+    assert adapter.fetch(batch(["P0", "P6"], ["S1"])) == [0, 6]
+    assert [s.query["page"] for s in erp.requests("/atp")] == ["1", "2", "3"]
+
+
+def test_a_graphql_cursor_goes_back_in_the_body_through_page_cursor(erp, rest):
+    def graphql(erp, seen):
+        after = seen.json()["variables"]["after"]
+        start = 0 if after is None else int(after[1:]) + 1
+        nodes = ROWS[start:start + 3]
+        end = start + len(nodes) - 1
+        return 200, {"data": {"items": {"nodes": nodes, "pageInfo": {
+            "hasNextPage": end < len(ROWS) - 1, "endCursor": f"c{end}"}}}}
+
+    erp.respond = graphql
+    adapter = rest(body={"query": "query($after: String) { items(after: $after) { nodes } }",
+                         "variables": {"after": "{{ page.cursor }}"}},
+                   paginate={"type": "cursor", "cursor": "data.items.pageInfo.endCursor",
+                             "has_next": "data.items.pageInfo.hasNextPage"},
+                   extract={"rows": "data.items.nodes", "product": "sku", "location": "loc", "atp": "qty"})
+    assert adapter.fetch(batch(["P0", "P6"], ["S1"])) == [0, 6]
+    assert [s.json()["variables"]["after"] for s in erp.requests("/atp")] == [None, "c2", "c5"]
+
+
+def test_more_pages_than_max_pages_is_an_error_not_a_truncated_answer(erp, rest):
+    erp.respond = lambda erp, seen: (200, {"items": ROWS[:3], "hasMore": True})
+    adapter = rest(params={"q": "x"}, paginate={"type": "offset", "limit": 3, "offset_param": "o",
+                                                "has_more": "hasMore", "max_pages": 4},
+                   extract={"rows": "items", "product": "sku", "location": "loc", "atp": "qty"})
+    with pytest.raises(AdapterError) as e:
+        adapter.fetch(batch(["P0"], ["S1"]))
+    assert "more than paginate.max_pages=4 pages" in str(e.value)
+    assert len(erp.requests("/atp")) == 4
+
+
+def test_rows_of_one_pair_on_two_pages_are_combined(erp, rest):
+    pages = [{"items": [{"sku": "A", "loc": "S1", "qty": 2}], "more": True},
+             {"items": [{"sku": "A", "loc": "S1", "qty": 5}], "more": False}]
+    erp.respond = lambda erp, seen: (200, pages[int(seen.query["o"])])
+    adapter = rest(params={"q": "x"}, paginate={"type": "offset", "limit": 1, "offset_param": "o",
+                                                "has_more": "more"},
+                   extract={"rows": "items", "product": "sku", "location": "loc", "atp": "qty", "combine": "sum"})
+    assert adapter.fetch(batch(["A"], ["S1"])) == [7]
+
+
+@pytest.mark.parametrize("paginate, key, message", [
+    ({"type": "pages"}, "paginate", "Must be one of: offset, next_link, link_header, cursor"),
+    ({"type": "next_link"}, "paginate", "Missing data for required field"),
+    ({"type": "cursor", "cursor": "a["}, "paginate", "not a JMESPath expression"),
+    ({"type": "offset", "has_more": "m", "total": "t"}, "paginate", "Give has_more or total, not both"),
+    ({"type": "offset", "limt": 5}, "paginate", "Unknown field"),
+])
+def test_a_broken_paginate_block_names_the_key(paginate, key, message):
+    with pytest.raises(ValidationError) as e:
+        RestOptionsSchema().load({"url": "http://erp.example/atp", "params": {"a": "b"}, "paginate": paginate,
+                                  "extract": {"product": "p", "location": "l"}})
+    assert key in e.value.messages and message in json.dumps(e.value.messages), e.value.messages
