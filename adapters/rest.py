@@ -25,7 +25,8 @@ from atp_bridge.adapters.rest_auth import AuthError, Redactor, excerpt, make_aut
 from atp_bridge.adapters.rest_circuit import CircuitBreaker, CircuitOpen
 from atp_bridge.adapters.rest_http import MAX_RESPONSE_BYTES, BudgetAdapter, BudgetExceeded, TooLarge, send
 from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
-from atp_bridge.adapters.rest_wire import BuiltinWire, WireError, describe_error, safe_url
+from atp_bridge.adapters.rest_wire import (BuiltinWire, WireError, describe_error, retry_after, safe_url,
+                                           vendor_message)
 from atp_bridge import metrics
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
 
@@ -256,17 +257,24 @@ class RestAdapter(Adapter):
             if status in RETRY_STATUS and self._may_retry(attempt, deadline):
                 attempt += 1
                 continue
+            if status == 429 and self._may_retry(attempt, deadline, retry_after(headers)):
+                attempt += 1
+                continue
             if not 200 <= status < 300:
                 hint = " (check the adapter's auth)" if status in (401, 403) else ""
-                raise AdapterError(self.name, f"{where}: HTTP {status}{hint}{_tries(attempt)}: "
-                                              f"{excerpt(body, self.redact)}")
+                if status == 429:
+                    hint = " (rate limited; Retry-After did not fit before the deadline)"
+                message = vendor_message(body)
+                shown = self.redact(message)[:200] if message else excerpt(body, self.redact)
+                raise AdapterError(self.name, f"{where}: HTTP {status}{hint}{_tries(attempt)}: {shown}")
             return status, body, headers
 
-    def _may_retry(self, attempt: int, deadline: float) -> bool:
-        """Sleep the backoff and say yes, if a retry is allowed and fits in time."""
+    def _may_retry(self, attempt: int, deadline: float, pause: float | None = None) -> bool:
+        """Sleep ``pause`` (default: the backoff) and say yes, if a retry is
+        allowed and fits in time."""
         if attempt >= self.retries:
             return False
-        pause = BACKOFF_S * (2 ** attempt)
+        pause = BACKOFF_S * (2 ** attempt) if pause is None else pause
         if deadline - time.monotonic() < pause + 0.005:  # no time left to try again
             return False
         time.sleep(pause)

@@ -5,8 +5,10 @@ Configured entirely from YAML (:class:`~adapters.rest_options.RequestSpec`,
 """
 from __future__ import annotations
 
+import email.utils
 import math
 import ssl
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 from dataclasses import dataclass
 
@@ -170,6 +172,60 @@ def _number(value, i: int, path: str) -> float | int:
 
 
 # -- messages -------------------------------------------------------------------
+
+# where vendors put the message of an error body, most specific first
+_VENDOR_MESSAGES = (
+    ("error", "message", "value"),  # OData V2 (SAP): {"error": {"message": {"value": ...}}}
+    ("error", "message"),           # OData V4 (Dynamics): {"error": {"message": ...}}
+    ("error_description",),         # OAuth2 token endpoints
+    ("detail",), ("title",),        # RFC 9457 problem details
+    ("message",), ("error",),
+)
+
+
+def retry_after(headers) -> float | None:
+    """Seconds a ``Retry-After`` header asks to wait (delta seconds or an HTTP
+    date), or None when there is none or it cannot be read."""
+    value = (headers or {}).get("Retry-After", "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+
+
+def vendor_message(body: bytes) -> str | None:
+    """The message a vendor put in a JSON error body, or None: OData V2/V4
+    ``error.message(.value)``, GraphQL ``errors[].message``, NetSuite
+    ``o:errorDetails[].detail``, OAuth2 ``error_description``, problem details."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(doc, list) and doc and isinstance(doc[0], dict):
+        doc = doc[0]  # some APIs answer a list of errors
+    if not isinstance(doc, dict):
+        return None
+    for key, field_name in (("errors", "message"), ("o:errorDetails", "detail")):
+        items = doc.get(key)
+        if isinstance(items, list):
+            found = [str(i[field_name]) for i in items if isinstance(i, dict) and i.get(field_name)]
+            if found:
+                return "; ".join(found)
+    for path in _VENDOR_MESSAGES:
+        value = doc
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
 
 def safe_url(url: str) -> str:
     """``url`` without credentials, query or fragment: fit for messages."""

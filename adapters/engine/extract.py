@@ -9,6 +9,8 @@ location left out is the call's own (calls per product / location / pair):
 SAP's function imports answer one pair per call without naming it. A rows
 expression that finds an object or a number instead of a list is one row; a
 row that is a number is its own ATP (``atp`` defaults to ``@`` then).
+``errors``, if set, is an expression for the errors a 2xx answer may carry
+(GraphQL's ``errors[].message``): any makes the call fail with them.
 ``combine`` decides what several rows of one pair make: ``sum`` (stock split
 by storage location, lot or colour), ``max``, ``min`` or ``first``.
 
@@ -61,7 +63,8 @@ class Extractor:
     """The compiled ``extract`` block of an adapter; see the module docstring."""
 
     def __init__(self, *, rows="@", product: str | None = None, location: str | None = None,
-                 atp: str = "atp", minus: str | None = None, combine: str = "first"):
+                 atp: str = "atp", minus: str | None = None, combine: str = "first",
+                 errors: str | None = None):
         levels = rows if isinstance(rows, list) else [rows]
         if not levels:
             raise ExtractProblem("rows: give at least one expression")
@@ -72,11 +75,17 @@ class Extractor:
         self.location = compile_expression(location, "location") if location else None
         self.atp = compile_expression(atp, "atp")
         self.minus = compile_expression(minus, "minus") if minus else None
+        self.errors = compile_expression(errors, "errors") if errors else None
         if combine not in COMBINE:
             raise ExtractProblem(f"combine: must be one of {', '.join(COMBINE)}")
         self.combine = COMBINE[combine]
 
     def rows(self, doc) -> list:
+        if self.errors is not None:  # a 2xx that reports errors (GraphQL) is no answer
+            errors = self.errors(doc)
+            if errors:
+                texts = errors if isinstance(errors, list) else [errors]
+                raise WireError("the answer reports errors: " + "; ".join(str(t) for t in texts)[:300])
         found = [doc]
         for depth, level in enumerate(self.levels):
             nxt = []

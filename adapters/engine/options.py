@@ -94,6 +94,7 @@ class ExtractSchema(Schema):
     atp = fields.String(load_default="atp", validate=validate.Length(min=1))
     minus = fields.String(load_default=None, validate=validate.Length(min=1))
     combine = fields.String(load_default="first", validate=validate.OneOf(COMBINE))
+    errors = fields.String(load_default=None, validate=validate.Length(min=1))
 
     @post_load
     def _compile(self, data, **kwargs):

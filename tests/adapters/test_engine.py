@@ -374,3 +374,52 @@ def test_a_broken_paginate_block_names_the_key(paginate, key, message):
         RestOptionsSchema().load({"url": "http://erp.example/atp", "params": {"a": "b"}, "paginate": paginate,
                                   "extract": {"product": "p", "location": "l"}})
     assert key in e.value.messages and message in json.dumps(e.value.messages), e.value.messages
+
+
+# -- vendor errors ------------------------------------------------------------------
+
+def test_a_429_is_retried_after_retry_after_when_it_fits_the_deadline(erp, rest):
+    answers = [(429, {"error": {"message": "Too many requests"}}, {"Retry-After": "1"}),
+               (200, {"items": [{"sku": "A", "loc": "S1", "qty": 3}]})]
+    erp.respond = lambda erp, seen: answers.pop(0)
+    adapter = rest(params={"q": "x"}, extract={"rows": "items", "product": "sku", "location": "loc", "atp": "qty"})
+    assert adapter.fetch(batch(["A"], ["S1"], seconds=5)) == [3]
+    first, second = erp.requests("/atp")
+    assert second.at - first.at >= 0.95  # waited what Retry-After asked
+
+
+def test_a_429_whose_retry_after_does_not_fit_fails_at_once_with_the_vendor_message(erp, rest):
+    erp.respond = lambda erp, seen: (429, {"error": {"code": "429", "message": "Rate limit is exceeded"}},
+                                     {"Retry-After": "30"})
+    adapter = rest(params={"q": "x"}, extract={"rows": "items", "product": "sku", "location": "loc", "atp": "qty"})
+    with pytest.raises(AdapterError) as e:
+        adapter.fetch(batch(["A"], ["S1"], seconds=2))
+    assert "HTTP 429 (rate limited; Retry-After did not fit before the deadline): Rate limit is exceeded" in str(e.value)
+    assert len(erp.requests("/atp")) == 1
+
+
+@pytest.mark.parametrize("body, message", [
+    ({"error": {"code": "/IWBEP/CM_MGW_RT/020", "message": {"lang": "en", "value": "Material TG99 does not exist"}}},
+     "Material TG99 does not exist"),  # OData V2 (SAP)
+    ({"error": {"code": "BadRequest", "message": "Invalid filter"}}, "Invalid filter"),  # OData V4
+    ({"errors": [{"message": "Field 'x' doesn't exist"}, {"message": "second"}]}, "Field 'x' doesn't exist; second"),
+    ({"type": "https://www.rfc-editor.org/rfc/rfc9110.html#section-15.5.1", "title": "Bad Request", "status": 400,
+      "o:errorDetails": [{"detail": "Invalid search query.", "o:errorCode": "INVALID_PARAMETER"}]},
+     "Invalid search query."),  # NetSuite
+])
+def test_a_vendor_error_body_becomes_the_adapter_error_message(erp, rest, body, message):
+    erp.respond = lambda erp, seen: (400, body)
+    adapter = rest(params={"q": "x"}, extract={"rows": "items", "product": "sku", "location": "loc", "atp": "qty"})
+    with pytest.raises(AdapterError) as e:
+        adapter.fetch(batch(["A"], ["S1"]))
+    assert str(e.value).endswith(f"HTTP 400: {message}")
+
+
+def test_a_graphql_200_that_carries_errors_is_an_error_not_a_zero(erp, rest):
+    erp.respond = lambda erp, seen: (200, {"data": None, "errors": [
+        {"message": "Throttled", "extensions": {"code": "THROTTLED"}}]})
+    adapter = rest(body={"query": "{ x }"}, extract={"rows": "data.items", "product": "sku", "location": "loc",
+                                                      "atp": "qty", "errors": "errors[].message"})
+    with pytest.raises(AdapterError) as e:
+        adapter.fetch(batch(["A"], ["S1"]))
+    assert "the answer reports errors: Throttled" in str(e.value)
