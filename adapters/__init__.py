@@ -22,6 +22,11 @@ BUILTINS = {
     "csv": "atp_bridge.adapters.csv_file:CsvAdapter",
     "rest": "atp_bridge.adapters.rest:RestAdapter",
     "redis": "atp_bridge.adapters.redis_cache:RedisAdapter",
+    # vendor connectors on the REST engine (adapters/engine/connectors/)
+    "sap-availability": "atp_bridge.adapters.engine.connectors.sap:SapAvailability",
+    "sap-material-stock": "atp_bridge.adapters.engine.connectors.sap:SapMaterialStock",
+    "d365-inventory-visibility": "atp_bridge.adapters.engine.connectors.d365:InventoryVisibility",
+    "netsuite": "atp_bridge.adapters.engine.connectors.netsuite:NetSuite",
 }
 
 _plugins: dict | None = None
