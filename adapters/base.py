@@ -92,13 +92,17 @@ class Adapter(abc.ABC):
       keys (unknown keys are rejected). ``from_config`` receives its output.
     * ``blocking``: False for adapters that answer from memory (CSV); the bridge
       then calls them inline instead of handing them to its thread pool.
-    * ``file_options``: option keys that name files; :meth:`check` reports a
-      missing one.
+    * ``file_options``: option keys that name files the adapter needs at
+      start (certificates); :meth:`check` reports a missing one as a problem.
+    * ``data_file_options``: option keys that name data files the adapter
+      picks up whenever they appear (a sidecar may sync them after start);
+      :meth:`warnings` reports a missing one as a warning.
     """
 
     options_schema: ClassVar[type[Schema] | None] = None
     blocking: ClassVar[bool] = True
     file_options: ClassVar[tuple[str, ...]] = ()
+    data_file_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, name: str, *, locations: Sequence[str] = ("*",),
                  match_on: str = "external_identifier"):
@@ -128,6 +132,30 @@ class Adapter(abc.ABC):
         file (relative to the config directory, ``spec.base_dir``)."""
         return [(key, f"no such file {path}") for key in cls.file_options
                 if (path := spec.file(key)) and not os.path.isfile(path)]
+
+    @classmethod
+    def warnings(cls, spec) -> list[tuple[str, str]]:
+        """What may keep a valid ``spec`` from serving yet, as ``(key,
+        message)`` pairs: ``check-config`` prints them as warnings (exit 0,
+        exit 1 with ``--strict``) and the app logs them at start, which goes
+        on. By default: every option named in ``data_file_options`` that is
+        set must name a readable file."""
+        found = []
+        for key in cls.data_file_options:
+            path = spec.file(key)
+            if not path:
+                continue
+            path = os.path.normpath(path)
+            if not os.path.exists(path):
+                found.append((key, f"no such file {path} (yet): adapter {spec.name!r} has no data until "
+                                   f"it appears"))
+            elif not os.path.isfile(path):
+                found.append((key, f"{path} is not a file: adapter {spec.name!r} has no data until a "
+                                   f"file replaces it"))
+            elif not os.access(path, os.R_OK):
+                found.append((key, f"{path} cannot be read by this user (permission denied): adapter "
+                                   f"{spec.name!r} has no data"))
+        return found
 
     def serves(self, location: str) -> bool:
         """True when ``location`` matches one of the adapter's glob patterns."""
@@ -203,3 +231,25 @@ class Adapter(abc.ABC):
 
     def close(self) -> None:
         """Release connections, threads and files."""
+
+
+@dataclass(frozen=True)
+class ConfigWarning:
+    """One :meth:`Adapter.warnings` entry of a loaded config, with its file and key."""
+
+    file: str
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key}: {self.message}"
+
+
+def config_warnings(config) -> list[ConfigWarning]:
+    """Every adapter's :meth:`Adapter.warnings` for a loaded
+    :class:`~atp_bridge.config_types.BridgeConfig`, in adapter order."""
+    from atp_bridge.adapters import adapter_class  # late: the package imports this module
+
+    return [ConfigWarning(spec.source, spec.key_prefix + key, message)
+            for spec in config.adapters
+            for key, message in adapter_class(spec.type).warnings(spec)]

@@ -76,6 +76,7 @@ class CsvAdapter(Adapter):
 
     options_schema = CsvOptionsSchema
     blocking = False
+    data_file_options = ("path",)  # polled: a file that appears after start is loaded
 
     def __init__(self, name: str, *, path: str, delimiter: str = ",",
                  columns: Mapping[str, str] | None = None, reload_interval_s: float | None = 2.0,

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from atp_bridge.adapters.base import config_warnings
 from atp_bridge.bridge import Bridge
 from atp_bridge.config import load_config
 from atp_bridge.config_types import BridgeConfig
+from atp_bridge.errors import mask
 from atp_bridge.logs import setup_logging
 from atp_bridge.openapi import build_openapi
 
@@ -42,6 +44,8 @@ def create_app(config: BridgeConfig | str | None = None) -> Flask:
     if not isinstance(config, BridgeConfig):
         config = load_config(config)
     setup_logging(config.log_level)
+    for w in config_warnings(config):  # check-config's warnings; the adapter copes (a file may arrive)
+        log.warning({"msg": mask(f"config warning: {w}"), "file": mask(w.file), "key": w.key})
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     bridge = Bridge.from_config(config)

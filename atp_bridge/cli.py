@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 if sys.argv[1:2] == ["serve"]:
@@ -69,38 +70,79 @@ def main():
 
 @main.command()
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-@click.option("--bind", help="HOST:PORT to listen on (default $ATP_BRIDGE_BIND or 127.0.0.1:8080).")
+@click.option("--bind", help="Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N "
+                             "(default $ATP_BRIDGE_BIND or 127.0.0.1:8080).")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker processes (default $WEB_CONCURRENCY or 2).")
 @click.option("--connections", type=click.IntRange(min=1),
               help="Connections each worker serves at once (default $ATP_BRIDGE_WORKER_CONNECTIONS or 1000).")
 def serve(config_path, bind, workers, connections):
     """Run the webhook under gunicorn."""
     try:  # reads the gunicorn settings from the environment
-        from atp_bridge.server import cleanup_metrics_dir, prepare_metrics_dir, run
+        from atp_bridge.server import CannotListen, cleanup_metrics_dir, prepare_metrics_dir, run
     except ValueError as e:  # a malformed ATP_BRIDGE_* / WEB_CONCURRENCY value, named in e
         raise click.ClickException(f"{e}; fix the environment variable") from None
+    from atp_bridge import gunicorn_conf
 
+    if bind is not None:
+        try:
+            bind = gunicorn_conf.parse_bind(bind)
+        except ValueError as e:
+            raise click.ClickException(f"--bind {bind!r}: {e}") from None
     metrics_dir = prepare_metrics_dir()  # before load_or_exit imports prometheus_client
     try:
         path = resolve_path(config_path)
         load_or_exit(path)  # fail fast, with the check-config message, before forking workers
-        run(str(path), bind=bind, workers=workers, connections=connections)
+        # a missing data file is logged by each worker's create_app, as a JSON warning
+        try:
+            run(str(path), bind=bind, workers=workers, connections=connections)
+        except CannotListen as e:
+            raise click.ClickException(f"{_bind_name(bind)}: {e}") from None
     finally:
         cleanup_metrics_dir(*metrics_dir)
 
 
+def _bind_name(bind: str | None) -> str:
+    """Where the address ``serve`` listens on came from, for its error line."""
+    if bind is not None:
+        return f"--bind {bind!r}"
+    from atp_bridge import gunicorn_conf
+
+    if (os.environ.get("ATP_BRIDGE_BIND") or "").strip():
+        return f"ATP_BRIDGE_BIND={gunicorn_conf.bind!r}"
+    return f"default bind {gunicorn_conf.bind!r} (set --bind or ATP_BRIDGE_BIND)"
+
+
 @main.command("check-config")
 @click.option("--config", "config_path", type=click.Path(), help=CONFIG_HELP)
-def check_config(config_path):
-    """Validate the configuration; print every problem with file and key."""
+@click.option("--strict", is_flag=True,
+              help="Exit 1 on warnings too (a data file that does not exist yet).")
+def check_config(config_path, strict):
+    """Validate the configuration; print every problem with file and key.
+
+    Problems exit 1. Warnings (a data file that does not exist yet, which may
+    arrive after start) are printed and exit 0, or 1 with --strict.
+    """
+    from atp_bridge.adapters.base import config_warnings
+
     config = load_or_exit(config_path)
-    auth = f"{len(config.api_keys)} API key(s)" if config.api_keys else "NO API KEYS (auth disabled)"
-    echo(f"OK {config.source}: {len(config.adapters)} adapter(s), {auth}, "
-               f"merge={config.merge}, on_error={config.on_error}, deadline_ms={config.deadline_ms}")
-    for i, a in enumerate(config.adapters, 1):
-        via = f", upstream={a.upstream}" if a.upstream else ""
-        echo(f"  {i}. {a.name} (type={a.type}, locations={','.join(a.locations)}, "
-                   f"match_on={a.match_on}{via}) from {a.source}")
+    warnings = config_warnings(config)
+    if not (warnings and strict):
+        auth = f"{len(config.api_keys)} API key(s)" if config.api_keys else "NO API KEYS (auth disabled)"
+        echo(f"OK {config.source}: {len(config.adapters)} adapter(s), {auth}, "
+             f"merge={config.merge}, on_error={config.on_error}, deadline_ms={config.deadline_ms}")
+        for i, a in enumerate(config.adapters, 1):
+            via = f", upstream={a.upstream}" if a.upstream else ""
+            echo(f"  {i}. {a.name} (type={a.type}, locations={','.join(a.locations)}, "
+                 f"match_on={a.match_on}{via}) from {a.source}")
+    if not warnings:
+        return
+    for w in warnings:
+        echo(f"WARNING {w}", err=True)
+    count = f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}"
+    if strict:
+        raise click.ClickException(f"{count} (exit 1: --strict makes warnings errors)")
+    echo(f"{count} (exit 0: serve starts anyway and a data file may arrive after start; "
+         f"--strict makes {'this an error' if len(warnings) == 1 else 'these errors'})", err=True)
 
 
 @main.command()

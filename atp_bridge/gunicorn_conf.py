@@ -3,7 +3,8 @@
 ``atp-bridge serve`` loads this module; ``deploy/gunicorn.conf.py`` re-exports
 it for a plain ``gunicorn -c deploy/gunicorn.conf.py atp_bridge.wsgi:app``.
 
-Environment: ``ATP_BRIDGE_BIND`` (default 127.0.0.1:8080), ``WEB_CONCURRENCY``
+Environment: ``ATP_BRIDGE_BIND`` (default 127.0.0.1:8080; one address, see
+:func:`parse_bind`), ``WEB_CONCURRENCY``
 (workers, default 2), ``ATP_BRIDGE_WORKER_CONNECTIONS`` (connections each
 worker serves at once, default 1000),
 ``ATP_BRIDGE_TIMEOUT`` (worker timeout s, default 30),
@@ -22,8 +23,13 @@ prometheus_client that a worker is gone, so its live gauges disappear while
 its counters stay in the totals.
 """
 import os
+import re
+import socket
 
 from atp_bridge.logs import gunicorn_logconfig
+
+BIND_FORMS = "HOST:PORT (e.g. 127.0.0.1:8080, 0.0.0.0:8080, [::]:8080), unix:PATH or fd://N"
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")  # an IPv4 address or a DNS name
 
 
 def _int(name: str, default: int, minimum: int = 0) -> int:
@@ -39,7 +45,50 @@ def _int(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
-bind = os.environ.get("ATP_BRIDGE_BIND", "127.0.0.1:8080")
+def parse_bind(value: str) -> str:
+    """``value`` (stripped) if it is one address gunicorn can listen on, in a
+    form that says what it means: ``HOST:PORT`` (``tcp://`` allowed, an IPv6
+    host in brackets, port 0-65535, 0 = any free port), ``unix:PATH`` or
+    ``fd://N``. Else ``ValueError`` saying what is expected.
+
+    Stricter than gunicorn, which takes a lone ``HOST`` as port 8000 (so a
+    typo such as ``nonsense`` becomes a host name it retries for 5 s).
+    """
+    bind = value.strip()
+    if re.match(r"unix:(//)?", bind):
+        if re.split(r"unix:(//)?", bind)[-1]:
+            return bind
+    elif bind.startswith("fd://"):
+        if bind[5:].isdigit():
+            return bind
+    else:
+        netloc = bind[6:] if bind.startswith("tcp://") else bind
+        host, sep, port = netloc.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            try:
+                socket.inet_pton(socket.AF_INET6, host[1:-1])
+            except (OSError, ValueError):
+                host = ""
+        elif not _HOST.fullmatch(host):
+            host = ""
+        if sep and host and port.isdigit() and port.isascii():
+            if int(port) > 65535:
+                raise ValueError(f"port {port} is out of range (0-65535; 0 = any free port)")
+            return bind
+    raise ValueError(f"expected {BIND_FORMS}")
+
+
+def _bind(name: str, default: str) -> str:
+    raw = (os.environ.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        return parse_bind(raw)
+    except ValueError as e:
+        raise ValueError(f"{name}={raw!r}: {e}") from None
+
+
+bind = _bind("ATP_BRIDGE_BIND", "127.0.0.1:8080")
 workers = _int("WEB_CONCURRENCY", 2, 1)
 # gevent, with JSON error pages: an idle or slow client costs a greenlet, never
 # another request's turn (atp_bridge/worker.py says why, docs/benchmarks.md measures it)
