@@ -6,6 +6,11 @@ server-wide keys and an ``adapters:`` list. Every problem is collected and
 reported at once as ``file: key: message``; values are never echoed, so
 secrets cannot leak through error messages.
 
+An unset variable is reported once per file, as the cause: the key that held
+it (its value is now wrong) gets no further messages of its own, and an
+adapter that failed for any reason is still known by name, so whatever
+refers to it (``upstream: erp``, duplicate names) is judged without it.
+
 Every value taken from the environment by ``${VAR}`` (or ``${VAR:-default}``
 with the variable set) is recorded as a secret
 (:data:`atp_bridge.errors.SECRETS`): masked as ``***`` wherever text leaves.
@@ -144,7 +149,8 @@ def load_config(path: str | os.PathLike | None = None) -> BridgeConfig:
 
 def _load_dir(root: Path, problems: list[str]) -> BridgeConfig | None:
     bridge_file = root / "bridge.yaml"
-    server = (_read_yaml(bridge_file, problems) if bridge_file.exists() else {}) or {}
+    server_unset: set[str] = set()
+    server = (_read_yaml(bridge_file, problems, server_unset) if bridge_file.exists() else {}) or {}
     if "adapters" in server:
         problems.append(f"{bridge_file}: adapters: in a config directory, put each adapter "
                         f"in its own file under adapters/")
@@ -153,27 +159,43 @@ def _load_dir(root: Path, problems: list[str]) -> BridgeConfig | None:
     files.sort(key=lambda p: p.name)
     if not files:
         problems.append(f"{root / 'adapters'}: no adapter files (*.yaml) found")
-    raw_adapters = [(f, "", doc) for f in files if (doc := _read_yaml(f, problems)) is not None]
+    raw_adapters = [(f, "", doc, unset) for f in files
+                    if (doc := _read_yaml(f, problems, unset := set())) is not None]
     # relative paths in adapter files resolve against the config directory itself
-    return _build(bridge_file, server, raw_adapters, problems, root)
+    return _build(bridge_file, server, server_unset, raw_adapters, problems, root)
 
 
 def _load_single(path: Path, problems: list[str]) -> BridgeConfig | None:
-    doc = _read_yaml(path, problems)
+    unset: set[str] = set()
+    doc = _read_yaml(path, problems, unset)
     if doc is None:
         return None
     raw = doc.get("adapters")
     raw_adapters = []
     if isinstance(raw, list):
-        raw_adapters = [(path, f"adapters[{i}].", item) for i, item in enumerate(raw)]
+        raw_adapters = [(path, f"adapters[{i}].", item, _under(unset, f"adapters.{i}."))
+                        for i, item in enumerate(raw)]
         if not raw:
             problems.append(f"{path}: adapters: at least one adapter is required")
     else:
         problems.append(f"{path}: adapters: must be a list of adapters")
-    return _build(path, doc, raw_adapters, problems, path.parent)
+    server_unset = {k for k in unset if k != "adapters" and not k.startswith("adapters.")}
+    return _build(path, doc, server_unset, raw_adapters, problems, path.parent)
 
 
-def _read_yaml(path: Path, problems: list[str]):
+def _under(keys: set[str], prefix: str) -> set[str]:
+    """The keys below ``prefix``, relative to it."""
+    return {k[len(prefix):] for k in keys if k.startswith(prefix)}
+
+
+def _held_unset(key: str, unset: set[str]) -> bool:
+    """True when ``key`` is, or lies below, a key whose value held an unset variable."""
+    return any(key == k or key.startswith(k + ".") for k in unset)
+
+
+def _read_yaml(path: Path, problems: list[str], unset: set[str]):
+    """The document with ``${VAR}`` expanded, or None; ``unset`` gets the
+    dotted keys whose value held an unset variable."""
     try:
         with open(path, encoding="utf-8") as f:
             doc = yaml.safe_load(f)
@@ -190,130 +212,162 @@ def _read_yaml(path: Path, problems: list[str]):
     if not isinstance(doc, dict):
         problems.append(f"{path}: the document must be a mapping of keys, not {type(doc).__name__}")
         return None
-    return _expand(doc, path, "", problems)
+    where: dict[str | None, list[str]] = {}  # unset variable -> the keys that use it
+    doc = _expand(doc, path, "", problems, where)
+    for var, keys in where.items():
+        unset.update(keys)
+        if var is None:  # already reported as the cause (an adapter name)
+            continue
+        also = f"also used in {', '.join(keys[1:])}; " if len(keys) > 1 else ""
+        problems.append(f"{path}: {keys[0]}: environment variable {var} is not set "
+                        f"({also}use ${{{var}:-default}} for a default)")
+    return doc
 
 
-def _expand(value, path: Path, key: str, problems: list[str]):
-    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string value."""
+def _expand(value, path: Path, key: str, problems: list[str], where: dict):
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string value; record
+    the keys of each unset variable in ``where`` (under None: no message)."""
     if isinstance(value, dict):
-        return {k: _expand(v, path, f"{key}{k}.", problems)
+        return {k: _expand(v, path, f"{key}{k}.", problems, where)
                 for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, path, f"{key}{i}.", problems) for i, v in enumerate(value)]
+        return [_expand(v, path, f"{key}{i}.", problems, where) for i, v in enumerate(value)]
     if isinstance(value, str) and "$" in value:
-        substituted = []
+        used, missing = [], []
 
         def sub(m):
             if m.group(0) == "$$":
                 return "$"
             var, default = m.group(1), m.group(2)
+            used.append(var)
             got = os.environ.get(var)
             if got is None or (got == "" and default is not None):
                 if default is None:
-                    problems.append(f"{path}: {key.rstrip('.')}: environment variable "
-                                    f"{var} is not set (use ${{{var}:-default}} for a default)")
+                    missing.append(var)
                     return ""
-                substituted.append(default)  # written in the file itself: not a secret
-                return default
-            substituted.append(got)
+                return default  # written in the file itself: not a secret
             SECRETS.add(got)  # before any problem or error can quote it
             return got
 
         expanded = _VAR.sub(sub, value)
-        if substituted and _ADAPTER_NAME.fullmatch(key):  # names are shown unmasked, by design
-            problems.append(f"{path}: {key.rstrip('.')}: {NAME_FROM_ENV}")
+        here = key.rstrip(".")
+        if used and _ADAPTER_NAME.fullmatch(key):  # names are shown unmasked, by design
+            # setting the variable would not help, so this is the cause to report
+            problems.append(f"{path}: {here}: {NAME_FROM_ENV}")
+            missing = [None] if missing else []
+        for var in dict.fromkeys(missing):
+            where.setdefault(var, []).append(here)
         return expanded
     return value
 
 
-def _report(problems: list[str], file: Path, prefix: str, err: ValidationError) -> None:
+def _report(problems: list[str], file: Path, prefix: str, err: ValidationError,
+            unset: set[str] = frozenset()) -> None:
     for key, msg in flatten_messages(err.messages, root="(document)"):
+        if _held_unset(key, unset):  # the unset variable, already reported, is the cause
+            continue
         if msg == "Unknown field.":
             msg = "unknown key (check the spelling; see the README's configuration reference)"
         problems.append(f"{file}: {prefix}{key}: {msg}")
 
 
-def _build(bridge_file: Path, server, raw_adapters, problems: list[str],
+def _build(bridge_file: Path, server, server_unset: set[str], raw_adapters, problems: list[str],
            base_dir: Path) -> BridgeConfig | None:
     settings = {}
     try:
         settings = BridgeSchema().load(server)
     except ValidationError as e:
-        _report(problems, bridge_file, "", e)
-    specs = [s for s in (_adapter_spec(f, p, raw, base_dir, problems) for f, p, raw in raw_adapters) if s]
-    _check_names(specs, problems)
+        _report(problems, bridge_file, "", e, server_unset)
+    named = [_adapter_spec(f, p, raw, unset, base_dir, problems) for f, p, raw, unset in raw_adapters]
+    _check_names(named, problems)
     if problems:
         return None
     settings.pop("adapters", None)
     auth = settings.pop("auth")
     base_path = settings.pop("base_path").rstrip("/")
-    return BridgeConfig(adapters=tuple(specs), api_keys=tuple(auth["api_keys"]),
+    return BridgeConfig(adapters=tuple(spec for *_, spec in named), api_keys=tuple(auth["api_keys"]),
                         base_path=base_path, source=str(bridge_file), **settings)
 
 
-def _adapter_spec(file: Path, prefix: str, raw, base_dir: Path, problems: list[str]) -> AdapterSpec | None:
+def _adapter_spec(file: Path, prefix: str, raw, unset: set[str], base_dir: Path,
+                  problems: list[str]) -> tuple[str | None, Path, str, AdapterSpec | None]:
+    """``(name, file, prefix, spec)``; spec is None when the adapter has a
+    problem, name None when even the name is unusable."""
     from atp_bridge.adapters import adapter_class  # late: adapters import atp_bridge.errors
 
     if not isinstance(raw, dict):
         problems.append(f"{file}: {prefix.rstrip('.') or '(document)'}: an adapter must be a mapping")
-        return None
+        return None, file, prefix, None
     common_raw = {k: v for k, v in raw.items() if k in COMMON_KEYS}
     own_raw = {k: v for k, v in raw.items() if k not in COMMON_KEYS}
-    n_before = len(problems)
-    common = {}
     try:
         common = AdapterCommonSchema().load(common_raw)
+        common_ok = True
     except ValidationError as e:
-        _report(problems, file, prefix, e)
+        _report(problems, file, prefix, e, unset)
+        common, common_ok = e.valid_data or {}, False  # a valid name and type are still usable
     cls = None
     if "type" in common:
         try:
             cls = adapter_class(common["type"])
         except UnknownAdapterType as e:
             problems.append(f"{file}: {prefix}type: {e}")
+    name = common.get("name")
+    if cls is None:
+        return name, file, prefix, None
     options = {}
-    if cls is not None:
-        if cls.options_schema is None:
-            if own_raw:
-                problems.append(f"{file}: {prefix}{sorted(own_raw)[0]}: unknown key "
-                                f"(adapter type {common['type']!r} takes no options)")
-        else:
-            try:
-                options = cls.options_schema().load(own_raw)
-            except ValidationError as e:
-                _report(problems, file, prefix, e)
-    if len(problems) > n_before:
-        return None
-    spec = AdapterSpec(name=common["name"], type=common["type"], locations=tuple(common["locations"]),
+    if cls.options_schema is None:
+        if own_raw:
+            problems.append(f"{file}: {prefix}{sorted(own_raw)[0]}: unknown key "
+                            f"(adapter type {common['type']!r} takes no options)")
+            return name, file, prefix, None
+    else:
+        try:
+            options = cls.options_schema().load(own_raw)
+        except ValidationError as e:
+            _report(problems, file, prefix, e, unset)
+            return name, file, prefix, None
+    if not common_ok:
+        return name, file, prefix, None
+    spec = AdapterSpec(name=name, type=common["type"], locations=tuple(common["locations"]),
                        match_on=common["match_on"], options=options, upstream=options.get("upstream"),
                        source=str(file), base_dir=str(base_dir), key_prefix=prefix)
-    found = cls.check(spec)
+    found = [(key, msg) for key, msg in cls.check(spec) if not _held_unset(key, unset)]
     problems.extend(f"{file}: {prefix}{key}: {msg}" for key, msg in found)
-    return None if found else spec
+    # an unset variable is reported already, but the adapter is not usable either
+    return name, file, prefix, None if found or unset else spec
 
 
-def _check_names(specs: list[AdapterSpec], problems: list[str]) -> None:
-    seen: dict[str, AdapterSpec] = {}
-    for s in specs:
-        if s.name in seen:
-            problems.append(f"{s.source}: {s.key_prefix}name: adapter name {s.name!r} is already used in "
-                            f"{seen[s.name].source}")
-        seen[s.name] = s
+def _check_names(named: list[tuple], problems: list[str]) -> None:
+    """Unique names and sound upstreams; ``named`` is what :func:`_adapter_spec`
+    returned. An adapter that failed still has its name: its own problems are
+    reported, so a reference to it is not one more."""
+    seen: dict[str, tuple[Path, AdapterSpec | None]] = {}
+    for name, file, prefix, _ in named:
+        if name is None:
+            continue
+        if name in seen:
+            problems.append(f"{file}: {prefix}name: adapter name {name!r} is already used in {seen[name][0]}")
+        seen[name] = (file, _)
     wrapped: dict[str, str] = {}
-    for s in specs:
-        if s.upstream is None:
+    for *_, s in named:
+        if s is None or s.upstream is None:
             continue
         if s.upstream not in seen:
             problems.append(f"{s.source}: {s.key_prefix}upstream: no adapter named {s.upstream!r} "
                             f"(known: {', '.join(seen)})")
-        elif s.upstream == s.name or seen[s.upstream].upstream is not None:
+            continue
+        up = seen[s.upstream][1]
+        if up is None:  # it failed: its problems are reported, the pairing cannot be judged
+            continue
+        if s.upstream == s.name or up.upstream is not None:
             problems.append(f"{s.source}: {s.key_prefix}upstream: {s.upstream!r} cannot be wrapped "
                             f"(it is this adapter or itself wraps another)")
         elif s.upstream in wrapped:
             problems.append(f"{s.source}: {s.key_prefix}upstream: {s.upstream!r} is already wrapped by "
                             f"{wrapped[s.upstream]!r}")
-        elif seen[s.upstream].match_on != s.match_on:  # the wrapper hands its keys on as they are
+        elif up.match_on != s.match_on:  # the wrapper hands its keys on as they are
             problems.append(f"{s.source}: {s.key_prefix}match_on: {s.name!r} uses {s.match_on!r} but its upstream "
-                            f"{s.upstream!r} uses {seen[s.upstream].match_on!r}; make them equal")
+                            f"{s.upstream!r} uses {up.match_on!r}; make them equal")
         else:
             wrapped[s.upstream] = s.name

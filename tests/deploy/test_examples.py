@@ -1,9 +1,10 @@
-"""deploy/examples: every example config passes `atp-bridge check-config`.
-
-The examples use the csv, rest and redis adapters; until those are merged
-(branches csv, rest, redis) the matching cases fail with "unknown adapter type".
+"""deploy/examples: every example passes `atp-bridge check-config` with its
+variables set, names each unset one exactly once without them, and matches the
+README's table of variables. That every example serves real answers is
+tests/deploy/test_examples_serve.py; the demo ERP is tested here.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -17,10 +18,22 @@ from click.testing import CliRunner
 
 from atp_bridge.cli import main
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
 EXAMPLES = sorted(p for p in (DEPLOY / "examples").iterdir() if p.is_dir())
 SECRETS = {"NEWSTORE_API_KEY": "example-newstore-key-0123456789", "ERP_TOKEN": "example-erp-token",
            "ERP_PASSWORD": "example-erp-password"}
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def variables(example: Path) -> dict[str, str | None]:
+    """Every ${VAR} of an example -> its default (None: required)."""
+    found: dict[str, str | None] = {}
+    for f in sorted(example.rglob("*.yaml")):
+        for m in VAR.finditer(f.read_text()):
+            if found.get(m[1], "") is not None:  # used once without a default: required
+                found[m[1]] = m[2]
+    return found
 
 
 def test_the_four_documented_examples_exist():
@@ -37,6 +50,48 @@ def test_every_example_passes_check_config(example):
     assert result.exit_code == 0, result.output
     for secret in SECRETS.values():
         assert secret not in result.output
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_an_example_without_its_environment_names_each_missing_variable_once(example):
+    needed = variables(example)
+    result = CliRunner().invoke(main, ["check-config", "--config", str(example)],
+                                env=dict.fromkeys(needed))  # None: unset
+    assert result.exit_code == 1
+    problems = [line.strip() for line in result.output.splitlines() if line.startswith("  ")]
+    required = sorted(var for var, default in needed.items() if default is None)
+    assert required, "every example needs at least NEWSTORE_API_KEY"
+    # one problem per unset variable, naming it, and nothing that follows from it
+    assert sorted(re.search(r"environment variable (\w+) is not set", p)[1] for p in problems) == required, \
+        result.output
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_examples_bridge_yaml_says_which_variables_it_needs(example):
+    text = (example / "bridge.yaml").read_text()
+    needs = re.search(r"^# Needs: ([A-Z0-9_, ]+)\.$", text, re.M)
+    optional = re.search(r"^# Optional: ([A-Z0-9_, ]+) ", text, re.M)
+    assert needs, f"{example.name}/bridge.yaml: no '# Needs: VAR, VAR.' line"
+    needed = variables(example)
+    assert set(needs[1].split(", ")) == {v for v, default in needed.items() if default is None}
+    assert set(optional[1].split(", ") if optional else []) == {v for v, d in needed.items() if d is not None}
+
+
+def readme_variable_rows() -> set[tuple[str, str, str | None]]:
+    """(example, variable, default or None) from the README's table of example variables."""
+    text = (ROOT / "README.md").read_text()
+    rows = set()
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and re.fullmatch(r"`[a-z0-9-]+`", cells[0]) and re.fullmatch(r"`[A-Z0-9_]+`", cells[1]):
+            default = None if cells[3] == "required" else cells[3].strip("`")
+            rows.add((cells[0].strip("`"), cells[1].strip("`"), default))
+    return rows
+
+
+def test_the_readme_lists_every_variable_of_every_example_with_its_default():
+    expected = {(e.name, var, default) for e in EXAMPLES for var, default in variables(e).items()}
+    assert readme_variable_rows() == expected
 
 
 def test_the_demo_erp_answers_the_rest_adapters_default_wire_format():

@@ -1,0 +1,171 @@
+"""deploy/examples: every example serves real answers, end to end.
+
+Each directory in ``deploy/examples/`` is copied on its own (as the Docker
+recipe mounts it at /etc/atp-bridge, so it must hold everything it needs) and
+served by a real ``atp-bridge serve`` through ``ATP_BRIDGE_CONFIG``, with its
+``${VAR}`` pointing at loopback stand-ins: a FakeErp answering the wire format
+and credentials its REST adapter is configured for, and a real redis-server.
+The directories are discovered: one without a case in ``CASES`` fails.
+"""
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.erp_server import FakeErp
+from tests.serve import BridgeProcess
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "examples"
+EXAMPLES = sorted(p for p in EXAMPLES_DIR.iterdir() if p.is_dir())
+VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
+
+API_KEY = "example-newstore-key-0123456789"
+ERP_TOKEN = "example-erp-token-4242"
+ERP_PASSWORD = "example-erp-password-4242"
+
+
+@dataclass
+class Case:
+    """How to serve one example. ``env``: every variable the example uses, "{erp}"
+    and "{redis}" standing for the stand-ins' URLs; None leaves it unset, so the
+    example's ``${VAR:-default}`` applies. ``ask``: (product_id,
+    external_identifier, location, expected atp) for every pair of the request
+    (products x locations). ``erp_stock`` is keyed as the ERP is asked
+    (the adapter's ``match_on``); ``erp_auth`` is the Authorization header the
+    ERP demands (anything else is a 401)."""
+
+    env: dict[str, str | None]
+    ask: list[tuple[str, str, str, int]]
+    erp_stock: dict[tuple[str, str], int] = field(default_factory=dict)
+    erp_auth: str | None = None
+    redis: bool = False
+
+    @property
+    def erp(self) -> bool:
+        return any("{erp}" in (v or "") for v in self.env.values())
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+CASES = {
+    # data/inventory.csv: 1000061@US01 = 10, 10000211@DC01 = 120; safety_stock 1
+    "csv-only": Case(
+        env={"NEWSTORE_API_KEY": API_KEY},
+        ask=[("p-1000061", "1000061", "US01", 9), ("p-1000061", "1000061", "DC01", 0),
+             ("p-10000211", "10000211", "US01", 3), ("p-10000211", "10000211", "DC01", 119)]),
+    "erp-only": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "ERP_URL": "{erp}/atp", "ERP_TOKEN": ERP_TOKEN,
+             "ERP_HEALTH_URL": "{erp}/health"},
+        erp_stock={("1000061", "DC01"): 40},
+        erp_auth=f"Bearer {ERP_TOKEN}",
+        ask=[("p-1000061", "1000061", "DC01", 40)]),
+    "erp-behind-redis-cache": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "ERP_URL": "{erp}/atp", "ERP_TOKEN": ERP_TOKEN,
+             "ERP_HEALTH_URL": "{erp}/health", "REDIS_URL": "{redis}"},
+        erp_stock={("1000061", "DC01"): 40},
+        erp_auth=f"Bearer {ERP_TOKEN}",
+        redis=True,
+        ask=[("p-1000061", "1000061", "DC01", 40)]),
+    # data/stores.csv (by EAN = external_identifier): 1000061@S001 = 3; the ERP is
+    # asked by product_id (match_on) as user atp-bridge (the default); DC01 keeps 5
+    "stores-csv-plus-dc-erp": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "ERP_URL": "{erp}/atp", "ERP_USER": None,
+             "ERP_PASSWORD": ERP_PASSWORD, "ERP_HEALTH_URL": "{erp}/health"},
+        erp_stock={("p-1000061", "DC01"): 40},
+        erp_auth=basic("atp-bridge", ERP_PASSWORD),
+        ask=[("p-1000061", "1000061", "S001", 3), ("p-1000061", "1000061", "DC01", 35)]),
+}
+
+
+def variables(example: Path) -> set[str]:
+    return {m for f in example.rglob("*.yaml") for m in VAR.findall(f.read_text())}
+
+
+def request_body(case: Case) -> dict:
+    products = list(dict.fromkeys((pid, eid) for pid, eid, _, _ in case.ask))
+    locations = list(dict.fromkeys(loc for *_, loc, _ in case.ask))
+    assert len(case.ask) == len(products) * len(locations), "ask must cover products x locations"
+    return {"products": [{"product_id": p, "external_identifier": e} for p, e in products],
+            "fulfillment_locations": locations}
+
+
+def wait_until_ready(bridge: BridgeProcess, log: Path, timeout: float = 30.0):
+    """/readyz once it is 200 (the last answer if it never is)."""
+    end = time.monotonic() + timeout
+    while True:
+        if bridge.proc.poll() is not None:
+            pytest.fail(f"atp-bridge serve exited {bridge.proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            ready = bridge.get("/readyz", timeout=2)
+            if ready.status_code == 200 or time.monotonic() > end:
+                return ready
+        except OSError:
+            if time.monotonic() > end:
+                raise
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_serves_real_answers_from_its_own_directory(example, tmp_path, monkeypatch, request):
+    case = CASES.get(example.name)
+    if case is None:
+        pytest.fail(f"deploy/examples/{example.name} has no serve case: add one to CASES in {__file__}")
+    assert set(case.env) == variables(example), "the case must set (or leave unset) every ${VAR} the example uses"
+
+    # as in the Docker recipe: the example directory alone, mounted somewhere else
+    mounted = tmp_path / "etc" / "atp-bridge"
+    shutil.copytree(example, mounted)
+    erp = FakeErp().start() if case.erp else None
+    redis_server = request.getfixturevalue("redis_db") if case.redis else None
+    if erp is not None:
+        request.addfinalizer(erp.stop)
+        erp.stock.update(case.erp_stock)
+        erp.expect_header = ("Authorization", case.erp_auth)
+    urls = {"erp": erp.url if erp else "", "redis": redis_server.url if redis_server else ""}
+    env = {"ATP_BRIDGE_CONFIG": str(mounted)}
+    for name, value in case.env.items():
+        monkeypatch.delenv(name, raising=False)  # unset means unset, whatever this shell has
+        if value is not None:
+            env[name] = value.format(**urls)
+
+    log = tmp_path / "serve.log"
+    with BridgeProcess(None, env=env, output=log) as bridge:
+        ready = wait_until_ready(bridge, log)
+        assert ready.status_code == 200, f"{ready.json()}\n{log.read_text()[-3000:]}"
+        assert ready.json()["status"] == "ready"
+        assert all(a["ok"] for a in ready.json()["adapters"].values())
+
+        body = request_body(case)
+        assert bridge.post(body).status_code == 401  # the key comes from NEWSTORE_API_KEY
+        answer = bridge.post(body, headers={"Authorization": API_KEY})
+        assert answer.status_code == 200
+        assert "X-ATP-Degraded" not in answer.headers, f"{answer.headers}\n{log.read_text()[-3000:]}"
+        got = [(a["product_id"], a["external_identifier"], a["fulfillment_location"], a["atp"])
+               for a in answer.json()["availabilities"]]
+        assert got == case.ask
+        assert any(atp > 0 for *_, atp in got)
+
+        if erp is not None:
+            assert erp.requests("/atp"), "the ERP stand-in was never asked"
+        if redis_server is not None:
+            # the answer went through the cache: it is in Redis, and asked again the ERP is not
+            calls = len(erp.requests("/atp"))
+            with redis_server.client() as r:
+                assert r.get("atp:DC01:1000061") == b"40"
+            again = bridge.post(body, headers={"Authorization": API_KEY})
+            assert [a["atp"] for a in again.json()["availabilities"]] == [atp for *_, atp in case.ask]
+            assert len(erp.requests("/atp")) == calls
+
+
+def test_every_case_is_for_an_example_that_exists():
+    assert set(CASES) <= {p.name for p in EXAMPLES}
