@@ -69,7 +69,9 @@ class RedisOptionsSchema(Schema):
         why = template_problem(data.get("key", DEFAULT_KEY))
         if why:
             problems["key"] = [why]
-        if not str(data.get("url", "")).startswith("rediss://"):
+        # (no url: its own problem is reported, e.g. an unset ${REDIS_URL}; the TLS keys
+        # cannot be judged against it)
+        if "url" in data and not str(data["url"]).startswith("rediss://"):
             for opt in ("ssl_ca_certs", "ssl_cert_reqs", "ssl_certfile", "ssl_keyfile"):
                 if data.get(opt) is not None:
                     problems[opt] = ["Only with a rediss:// (TLS) url."]

@@ -164,3 +164,15 @@ def test_source_mode_with_redis_down_is_an_adapter_failure(own_redis, make_redis
     with pytest.raises(AdapterError) as err:
         source.fetch(batch())
     assert err.value.adapter == "wms" and "ConnectionError" in err.value.message
+
+
+def test_an_unset_url_is_one_problem_not_also_a_tls_key_problem(config_file, monkeypatch):
+    from atp_bridge.config import load_config
+    from atp_bridge.errors import ConfigError
+
+    monkeypatch.delenv("REDIS_URL_NOT_SET", raising=False)
+    path = config_file({"adapters": [{"name": "cache", "type": "redis", "mode": "source",
+                                      "url": "${REDIS_URL_NOT_SET}", "ssl_cert_reqs": "required"}]})
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert len(e.value.problems) == 1 and "REDIS_URL_NOT_SET is not set" in e.value.problems[0]
