@@ -25,10 +25,11 @@ def cache():
 @click.option("--adapter", "names", multiple=True,
               help="Cache adapter to flush (repeatable; default: every mode: cache adapter).")
 def flush(config_path, location, product, names):
+    # This docstring is the --help text and click prints it as written: no reST markup.
     """Drop cached ATP entries (SCAN + UNLINK, never KEYS); print how many.
 
-    Only ``mode: cache`` adapters are flushed: the keys of a ``mode: source``
-    adapter belong to the system that writes them.
+    Only adapters with type: redis and mode: cache are flushed: the keys of a
+    mode: source adapter belong to the system that writes them.
     """
     from atp_bridge.adapters.redis_conn import KeyTemplate, make_client, redact_url, redis_errors, unlink_matching
     from atp_bridge.cli import load_or_exit  # here: atp_bridge.cli imports this module
@@ -46,7 +47,7 @@ def flush(config_path, location, product, names):
             dropped = unlink_matching(client, pattern, cluster=options["cluster"])
         except redis_errors() as e:
             raise CacheProblem(f"adapter {spec.name!r}: cannot flush Redis at {where}: "
-                               f"{type(e).__name__}: {e}. Check that Redis is running and "
+                               f"{sentence(e)} Check that Redis is running and "
                                f"the adapter's url (and password/TLS options) in {spec.source}.") from e
         finally:
             if client is not None:
@@ -55,6 +56,15 @@ def flush(config_path, location, product, names):
         click.echo(f"adapter {spec.name!r}: dropped {dropped} key(s) matching {pattern!r} at {where}")
     if len(specs) > 1:
         click.echo(f"total: dropped {total} key(s)")
+
+
+def sentence(error: BaseException) -> str:
+    """``Type: message.`` ending in exactly one full stop, whatever the
+    library's own message ends with (redis-py's end with "Connection refused."),
+    so that another sentence can follow it."""
+    text = str(error).strip()
+    text = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text if text.endswith((".", "!", "?")) else f"{text}."
 
 
 def _cache_specs(config, names):
@@ -71,6 +81,25 @@ def _cache_specs(config, names):
             raise CacheProblem(f"no adapter named {name!r} in {config.source} "
                                f"(known: {', '.join(known)})")
         if name not in caches:
-            raise CacheProblem(f"adapter {name!r} is not a Redis cache (type: redis, mode: cache); "
-                               f"refusing to delete keys another system owns")
+            raise CacheProblem(_not_a_cache(known[name], caches, config.source))
     return [caches[n] for n in dict.fromkeys(names)]
+
+
+def _not_a_cache(spec, caches, source) -> str:
+    """Why ``spec`` cannot be flushed, and which adapter to name instead."""
+    if spec.type == "redis":
+        why = (f"adapter {spec.name!r} is a Redis source (mode: source): its keys belong to the "
+               f"system that writes them, so cache flush never deletes them")
+    else:
+        why = (f"adapter {spec.name!r} is type: {spec.type}, not a Redis adapter: it keeps no "
+               f"cache to flush")
+    fronting = [c.name for c in caches.values() if c.options.get("upstream") == spec.name]
+    if fronting:
+        return f"{why}; its answers are cached by {_names(fronting)}: pass --adapter {fronting[0]}"
+    if caches:
+        return f"{why}; the cache adapters in {source} are {_names(caches)}"
+    return f"{why}; {source} has no adapter with type: redis and mode: cache"
+
+
+def _names(names) -> str:
+    return ", ".join(repr(n) for n in names)

@@ -45,7 +45,8 @@ class HoldStore:
 
     @classmethod
     def from_config(cls, options) -> "HoldStore":
-        """Build from the ``holds:`` block of bridge.yaml (url, key, ttl_s, refresh_s)."""
+        """Build from the config's ``holds:`` block (url, key, ttl_s, refresh_s): in
+        ``bridge.yaml`` of a config directory, or at the top of a single-file config."""
         import redis
 
         client = redis.Redis.from_url(options["url"], socket_timeout=options.get("timeout_ms", 500) / 1000,
@@ -107,8 +108,9 @@ class HoldStore:
             self._held = self.active()
         except HoldError as e:  # keep the last known holds; log once per outage
             if not self._failing:
-                log.warning("holds: %s; keeping the %d last known until Redis answers", e,
-                            sum(map(len, self._held.values())))
+                # the cause goes last: Redis' own text ends with a full stop
+                log.warning("holds: keeping the %d last known until Redis answers: %s",
+                            sum(map(len, self._held.values())), e)
             self._failing = True
             return False
         if self._failing:

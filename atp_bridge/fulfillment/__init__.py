@@ -8,14 +8,14 @@ emulator), ``create_emulator_app`` builds the local emulator, and
 from .client import FulfillmentClient
 from .errors import FulfillmentAPIError, FulfillmentError, FulfillmentTransportError
 from .models import (
-    CancelationStatus, CanceledItem, ItemRejectionStatus, LineItem, MissingItems,
+    CancelationStatus, CanceledItem, EmulatorUnit, ItemRejectionStatus, LineItem, MissingItems,
     Receipt, RejectedItem, RejectionStatus, ShipmentInfo, ShipmentRecord,
     ShipmentResult, ShipmentStatus,
 )
 
 __all__ = [
     "FulfillmentClient", "FulfillmentError", "FulfillmentAPIError",
-    "FulfillmentTransportError", "CancelationStatus", "CanceledItem",
+    "FulfillmentTransportError", "CancelationStatus", "CanceledItem", "EmulatorUnit",
     "ItemRejectionStatus", "LineItem", "MissingItems", "Receipt", "RejectedItem",
     "RejectionStatus", "ShipmentInfo", "ShipmentRecord", "ShipmentResult",
     "ShipmentStatus",

@@ -1,4 +1,5 @@
-"""``atp-bridge fulfillment ...`` and ``atp-bridge fulfillment-emulator``.
+"""``atp-bridge fulfillment ...``, and ``atp-bridge fulfillment-emulator`` from
+:mod:`.emulator_cli`.
 
 The main ``atp-bridge`` group adds both with ``main.add_command(...)``; this
 module does not know about it. Every command prints a human sentence by
@@ -17,6 +18,7 @@ import click
 
 from . import errors as e
 from .client import FulfillmentClient
+from .emulator_cli import fulfillment_emulator, parse_bind  # noqa: F401 (atp_bridge.cli adds it)
 from .holds_link import reject_and_hold
 from .models import REJECTION_REASONS, LineItem, MissingItems, ShipmentInfo
 
@@ -106,7 +108,8 @@ def _api_command(action: str):
                 except e.FulfillmentError as err:
                     cls = (ConnectionFailedError if isinstance(err, e.FulfillmentTransportError)
                            else ApiCallError)
-                    raise cls(f"{action} failed: {err}", _hint_for(err), as_json=as_json,
+                    hint = getattr(err, "hint", "") or _hint_for(err)  # a command's own first
+                    raise cls(f"{action} failed: {err}", hint, as_json=as_json,
                               details={"status": err.status, "error_code": err.error_code,
                                        "error_description": err.error_description,
                                        "conflicting_items": list(err.conflicting_items)},
@@ -191,9 +194,28 @@ def _hold_store(config_path):
         raise click.ClickException("--hold-location: invalid atp-bridge config:\n  "
                                    + "\n  ".join(err.problems)) from None
     if not config.holds:
-        raise click.ClickException(f"--hold-location: {config.source} has no `holds:` block; "
-                                   "add `holds: {url: redis://...}` to bridge.yaml.")
+        raise click.ClickException(f"--hold-location: {_no_holds_block(config_path)}")
     return HoldStore.from_config(config.holds)
+
+
+def _no_holds_block(config_path) -> str:
+    """Where the missing ``holds:`` block goes, for the config layout in use."""
+    from atp_bridge.config import ENV_VAR, default_config_path, resolve_path
+
+    path = resolve_path(config_path)
+    block = "`holds: {url: redis://...}`"
+    if path == default_config_path():
+        return (f"the embedded sample config is in use (no --config, no ${ENV_VAR}) and it has "
+                f"no `holds:` block; pass --config (or set ${ENV_VAR}) with your own config: a "
+                f"directory, with {block} in its bridge.yaml, or one YAML file, with {block} "
+                f"at its top level.")
+    if not path.is_dir():
+        return f"{path} has no `holds:` block; add {block} at the top level of {path}."
+    bridge_file = path / "bridge.yaml"
+    if bridge_file.exists():
+        return f"{bridge_file} has no `holds:` block; add {block} to {bridge_file}."
+    return (f"{path} has no bridge.yaml, so no `holds:` block; create {bridge_file} with "
+            f"{block} (the server-wide keys of a config directory go there).")
 
 
 @fulfillment.command()
@@ -235,8 +257,11 @@ def _or_none(call, uuid):
 
 @fulfillment.command()
 @click.argument("uuid")
+@click.option("--units", is_flag=True,
+              help="Also list every unit with its item id, price and status (emulator only: "
+                   "GET /_emulator/fulfillment_requests/UUID).")
 @_api_command("status")
-def status(client: FulfillmentClient, uuid: str):
+def status(client: FulfillmentClient, uuid: str, units: bool):
     """Show shipped, canceled and rejected units of UUID."""
     shipped = _or_none(client.get_shipment, uuid)
     canceled = _or_none(client.get_canceled_items, uuid)
@@ -256,7 +281,22 @@ def status(client: FulfillmentClient, uuid: str):
             "shipment": _plain(shipped, "successful_shipments", "failed_shipments"),
             "canceled_items": _plain(canceled, "canceled_items"),
             "rejected_items": _plain(rejected, "rejected_items")}
+    if units:
+        every = _emulator_units(client, uuid)
+        lines += _section("Units in the emulator", every, lambda u: (
+            f"{u.product_id}  {u.price:.2f}  {u.status}"
+            f"{f' ({u.rejection_reason})' if u.rejection_reason else ''}  item {u.item_id}"))
+        data["units"] = [dataclasses.asdict(u) for u in every]
     return "\n".join(lines), data
+
+
+def _emulator_units(client: FulfillmentClient, uuid: str):
+    try:
+        return client.emulator_units(uuid)
+    except e.NotFoundError as err:
+        err.hint = ("--units reads GET /_emulator/fulfillment_requests/UUID, which only the "
+                    "emulator has: check the uuid and that --url points at the emulator.")
+        raise
 
 
 def _section(title, records, fmt) -> list[str]:
@@ -270,33 +310,3 @@ def _plain(result, *keys):
         return None
     data = dataclasses.asdict(result)
     return {k: data[k] for k in keys} if len(keys) > 1 else data[keys[0]]
-
-
-def parse_bind(value: str) -> tuple[str, int]:
-    """``HOST:PORT`` -> ``(host, port)``; raises ``click.BadParameter``."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:8081",
-                                 param_hint="--bind")
-    return host.strip("[]"), int(port)
-
-
-@click.command("fulfillment-emulator")
-@click.option("--bind", default="127.0.0.1:8081", show_default=True, help="HOST:PORT")
-@click.option("--seed", type=int, help="Makes ids and tie-breaks reproducible.")
-@click.option("--token", envvar="FULFILLMENT_EMULATOR_TOKEN", show_envvar=True,
-              help="Accept only this bearer token (default: any non-empty token).")
-def fulfillment_emulator(bind: str, seed: int | None, token: str | None):
-    """Serve the local Fulfillment Provider API emulator (state in memory)."""
-    from werkzeug.serving import run_simple
-
-    from .emulator import create_emulator_app
-
-    host, port = parse_bind(bind)
-    click.echo(f"Fulfillment emulator on http://{bind}/v0/d/fulfillment_requests/ "
-               f"(test data: POST /_emulator/fulfillment_requests)", err=True)
-    try:
-        run_simple(host, port, create_emulator_app(seed=seed, token=token), threaded=True)
-    except OSError as err:
-        raise FulfillmentCommandError(f"cannot listen on {bind}: {err}",
-                                      "pick a free port with --bind HOST:PORT.") from err

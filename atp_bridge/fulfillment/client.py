@@ -18,7 +18,7 @@ import requests
 
 from .errors import FulfillmentTransportError, error_from_response
 from .models import (
-    CancelationStatus, ItemRejectionStatus, LineItem, MissingItems, Receipt,
+    CancelationStatus, EmulatorUnit, ItemRejectionStatus, LineItem, MissingItems, Receipt,
     RejectionStatus, ShipmentResult, ShipmentStatus, as_line_items, as_missing_items,
 )
 
@@ -143,6 +143,15 @@ class FulfillmentClient:
         _, data = self._call("GET", uuid, "shipment", idempotent=True)
         return ShipmentStatus.from_json(uuid, data)
 
+    def emulator_units(self, uuid: str) -> tuple[EmulatorUnit, ...]:
+        """Every unit of ``uuid`` with its item id, price and status, from the
+        emulator's ``GET /_emulator/fulfillment_requests/<uuid>``. Only the
+        emulator has this endpoint: NewStore answers 404 (:class:`NotFoundError`)."""
+        url = f"{self.base_url}/_emulator/fulfillment_requests/{quote(str(uuid), safe='')}"
+        _, data = self._send("GET", url, idempotent=True)
+        items = data.get("items") or []
+        return tuple(EmulatorUnit.from_json(i) for i in items if isinstance(i, Mapping))
+
     # -- transport ---------------------------------------------------------
 
     def url_for(self, uuid: str, action: str) -> str:
@@ -152,7 +161,10 @@ class FulfillmentClient:
 
     def _call(self, method: str, uuid: str, action: str, *, json: Any = None,
               idempotent: bool = False) -> tuple[int, dict]:
-        url = self.url_for(uuid, action)
+        return self._send(method, self.url_for(uuid, action), json=json, idempotent=idempotent)
+
+    def _send(self, method: str, url: str, *, json: Any = None,
+              idempotent: bool = False) -> tuple[int, dict]:
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
         attempts = 1 + (self.max_retries if idempotent else 0)
         for attempt in range(attempts):

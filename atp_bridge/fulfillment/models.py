@@ -125,6 +125,25 @@ class ShipmentRecord:
                 "received_at", "accepted_at", "error_code")))
 
 
+@dataclass(frozen=True)
+class EmulatorUnit:
+    """One unit of a fulfillment request as the emulator's test endpoint shows
+    it (``GET /_emulator/fulfillment_requests/<uuid>``; NewStore has no such view).
+    ``status`` is ``open``, ``shipped``, ``canceled`` or ``rejected``."""
+
+    item_id: str
+    product_id: str
+    price: float
+    status: str
+    rejection_reason: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "EmulatorUnit":
+        return cls(str(data.get("item_id", "")), str(data.get("product_id", "")),
+                   float(data.get("price") or 0), str(data.get("status", "")),
+                   _opt_str(data, "rejection_reason"))
+
+
 def _records(data: Mapping, key: str, parse) -> tuple:
     value = data.get(key) or []
     return tuple(parse(v) for v in value if isinstance(v, Mapping))

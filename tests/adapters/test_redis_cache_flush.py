@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from atp_bridge.adapters.redis_conn import unlink_matching
+from atp_bridge.cache_cli import sentence
 from atp_bridge.cli import main
 from tests.redis_server import command_calls
 
@@ -72,14 +73,65 @@ def test_flush_refuses_a_source_adapter_and_an_unknown_name(redis_db, config_fil
         refused = flush("--config", path, "--adapter", "wms")
         unknown = flush("--config", path, "--adapter", "nope")
         assert r.dbsize() == 8
-    assert refused.exit_code == 1 and "not a Redis cache" in refused.output
+    assert refused.exit_code == 1
+    assert one_line(refused.output) == (
+        "Error: adapter 'wms' is a Redis source (mode: source): its keys belong to the system "
+        f"that writes them, so cache flush never deletes them; the cache adapters in {path} "
+        "are 'cache'")
     assert unknown.exit_code == 1 and "no adapter named 'nope'" in unknown.output
 
 
+def one_line(output):
+    return " ".join(output.split())
+
+
+def test_flush_says_an_adapter_that_is_not_redis_keeps_no_cache_and_names_the_one_in_front(
+        config_file):
+    path = str(config_file({"adapters": [
+        {"name": "erp", "type": "rest", "url": "http://127.0.0.1:1/atp"},
+        {"name": "stock", "type": "rest", "url": "http://127.0.0.1:1/stock"},
+        {"name": "cache", "type": "redis", "mode": "cache", "url": "redis://127.0.0.1:1/0",
+         "upstream": "erp"},
+    ]}))
+    fronted = flush("--config", path, "--adapter", "erp")
+    alone = flush("--config", path, "--adapter", "stock")
+    assert fronted.exit_code == alone.exit_code == 1
+    assert one_line(fronted.output) == (
+        "Error: adapter 'erp' is type: rest, not a Redis adapter: it keeps no cache to flush; "
+        "its answers are cached by 'cache': pass --adapter cache")
+    assert one_line(alone.output) == (
+        "Error: adapter 'stock' is type: rest, not a Redis adapter: it keeps no cache to flush; "
+        f"the cache adapters in {path} are 'cache'")
+    assert "another system owns" not in fronted.output + alone.output
+
+
+def test_flush_help_is_plain_text():
+    result = CliRunner().invoke(main, ["cache", "flush", "--help"])
+    assert result.exit_code == 0
+    assert "``" not in result.output
+    assert ("Only adapters with type: redis and mode: cache are flushed: the keys of a mode: "
+            "source adapter belong to the system that writes them.") in one_line(result.output)
+
+
 def test_flush_says_which_redis_it_cannot_reach(config_file):
-    result = flush("--config", config(config_file, "redis://127.0.0.1:1/0"))
+    path = config(config_file, "redis://127.0.0.1:1/0")
+    result = flush("--config", path)
     assert result.exit_code == 1
     assert "adapter 'cache': cannot flush Redis at redis://127.0.0.1:1/0" in result.output
+    # redis-py's message ends with its own full stop: one full stop between the sentences
+    assert "Connection refused. Check that Redis is running" in one_line(result.output)
+    assert ".." not in result.output
+
+
+@pytest.mark.parametrize("error,text", [
+    (OSError("Error 111 connecting to 127.0.0.1:1. Connection refused."),
+     "OSError: Error 111 connecting to 127.0.0.1:1. Connection refused."),
+    (TimeoutError("Timeout reading from socket"), "TimeoutError: Timeout reading from socket."),
+    (ConnectionError("  done!  "), "ConnectionError: done!"),
+    (ConnectionError(), "ConnectionError."),
+])
+def test_an_error_becomes_one_sentence_ending_in_one_full_stop(error, text):
+    assert sentence(error) == text
 
 
 def test_unlink_matching_works_in_batches_smaller_than_the_key_count(redis_db):

@@ -172,3 +172,15 @@ def test_a_missing_redis_server_fails_the_tests_loudly_with_the_install_hint(mon
         _require_redis()
     with pytest.raises(RuntimeError, match="apt-get install redis-server"):
         require()
+
+
+def test_the_holds_warning_ends_with_the_redis_error_so_its_full_stop_ends_the_line(caplog):
+    from atp_bridge.holds import HoldStore
+    store = HoldStore(redis.Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1))
+    with caplog.at_level("WARNING", logger="atp_bridge.holds"):
+        assert store.refresh() is False
+    store.close()
+    [line] = [r.getMessage() for r in caplog.records if r.name == "atp_bridge.holds"]
+    assert line.startswith("holds: keeping the 0 last known until Redis answers: could not read "
+                           "holds: Error 111 connecting to 127.0.0.1:1.")
+    assert line.endswith("Connection refused.")  # redis-py's own full stop, nothing after it

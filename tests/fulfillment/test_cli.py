@@ -179,3 +179,87 @@ def test_the_emulator_command_serves_the_api_on_the_bound_port():
         proc.terminate()
         proc.wait(timeout=5)
         proc.stderr.close()
+
+
+def test_status_with_units_shows_each_units_price_and_item_id_from_the_emulator(
+        run, make_request):
+    order = make_request([("product1", 20.0), ("product1", 10.0), ("product2", 10.0)])
+    uuid = order["uuid"]
+    ids = {(i["product_id"], i["price"]): i["item_id"] for i in order["items"]}
+    run("ship", uuid, "product1", "--carrier", "FEDEX", "--tracking-code", "1234")
+    run("reject", uuid, "product2", "--reason", "no_inventory")
+    result = run("status", uuid, "--units")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    start = lines.index("Units in the emulator (3):")
+    assert lines[start + 1:] == [  # the README's "the 20.00 unit": most expensive first
+        f"  product1  20.00  shipped  item {ids[('product1', 20.0)]}",
+        f"  product1  10.00  open  item {ids[('product1', 10.0)]}",
+        f"  product2  10.00  rejected (no_inventory)  item {ids[('product2', 10.0)]}"]
+    data = json.loads(run("status", uuid, "--units", "--json").stdout)
+    assert [(u["item_id"], u["price"], u["status"]) for u in data["units"]] == [
+        (ids[("product1", 20.0)], 20.0, "shipped"), (ids[("product1", 10.0)], 10.0, "open"),
+        (ids[("product2", 10.0)], 10.0, "rejected")]
+    assert "units" not in json.loads(run("status", uuid, "--json").stdout)
+
+
+def test_status_units_against_a_server_without_the_emulator_endpoint_says_so(serve):
+    from flask import Flask
+    newstore = Flask("not-the-emulator")  # every status GET 404s, as before anything happened
+    result = CliRunner().invoke(fulfillment, ["status", "fr-1", "--units", "--url", serve(newstore),
+                                              "--token", "t"])
+    assert result.exit_code == 1
+    assert "status failed: HTTP 404" in result.stderr
+    assert ("Fix: --units reads GET /_emulator/fulfillment_requests/UUID, which only the emulator "
+            "has: check the uuid and that --url points at the emulator.") in result.stderr
+
+
+def write_config(path, doc):
+    import yaml
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+def reject_with_hold(run, make_request, item_states):
+    """``reject_with_hold(config_args, env)`` -> (result, the unit's state after)."""
+    def _reject(*config_args, env=None):
+        uuid = make_request([("product1", 5.0)])["uuid"]
+        result = run("reject", uuid, "product1", "--reason", "no_inventory",
+                     "--hold-location", "DC01", *config_args, env=env)
+        return result, [s for _, _, s in item_states(uuid)]
+    return _reject
+
+
+def test_hold_location_without_holds_names_the_file_to_edit_for_each_config_layout(
+        tmp_path, reject_with_hold):
+    adapter = {"name": "stock", "type": "csv", "path": "stock.csv"}
+    (tmp_path / "stock.csv").write_text("product,location,atp\np1,DC01,3\n")
+    single = write_config(tmp_path / "atp-bridge.yaml", {"adapters": [adapter]})
+    directory = tmp_path / "conf"
+    write_config(directory / "adapters" / "10-stock.yaml", {**adapter, "path": "../stock.csv"})
+    outcomes = {"single": reject_with_hold("--config", str(single))}
+    outcomes["dir, no bridge.yaml"] = reject_with_hold("--config", str(directory))
+    write_config(directory / "bridge.yaml", {"deadline_ms": 1000})
+    outcomes["dir"] = reject_with_hold("--config", str(directory))
+    outcomes["embedded"] = reject_with_hold(env={"ATP_BRIDGE_CONFIG": None})
+    messages = {}
+    for name, (result, states) in outcomes.items():
+        assert result.exit_code == 1, (name, result.output)
+        assert states == ["open"], name  # refused before anything was rejected
+        messages[name] = " ".join(result.stderr.split())
+    block = "`holds: {url: redis://...}`"
+    assert messages["single"] == (f"Error: --hold-location: {single} has no `holds:` block; "
+                                  f"add {block} at the top level of {single}.")
+    assert messages["dir, no bridge.yaml"] == (
+        f"Error: --hold-location: {directory} has no bridge.yaml, so no `holds:` block; create "
+        f"{directory / 'bridge.yaml'} with {block} (the server-wide keys of a config directory "
+        f"go there).")
+    assert messages["dir"] == (f"Error: --hold-location: {directory / 'bridge.yaml'} has no "
+                               f"`holds:` block; add {block} to {directory / 'bridge.yaml'}.")
+    assert messages["embedded"] == (
+        "Error: --hold-location: the embedded sample config is in use (no --config, no "
+        "$ATP_BRIDGE_CONFIG) and it has no `holds:` block; pass --config (or set "
+        f"$ATP_BRIDGE_CONFIG) with your own config: a directory, with {block} in its "
+        f"bridge.yaml, or one YAML file, with {block} at its top level.")
