@@ -10,6 +10,11 @@ and its decoded query, after ``echo_prefix``), ``garbage``, ``drop``),
 ``/token``. ``log`` records every request. ``respond`` returns ``(status,
 body)`` or ``(status, body, headers)``.
 
+A client that hangs up mid-exchange (connection reset, broken pipe, a TLS
+handshake it refused) is normal here and stays quiet; any other exception in a
+handler is a bug of the stand-in: it is printed as before and recorded in
+``handler_errors``, so a test can fail on it (``hang_ups`` counts the quiet ones).
+
 Hostile answers: ``trickle_headers`` and ``trickle_body`` send one byte every
 ``trickle_s`` (the headers, or the body after complete headers), stopping as
 soon as the client hangs up; ``flood`` sends a body of ``flood_bytes`` (with a
@@ -26,8 +31,11 @@ import base64
 import itertools
 import select
 import socket
+import ssl
+import sys
 import threading
 import time
+import traceback
 import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,8 +66,32 @@ class Seen:
         return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
 
 
+def client_hung_up(exc: BaseException | None) -> bool:
+    """True for what a client that went away causes: a reset, a broken pipe, a
+    timeout, or a TLS handshake it ended (an alert: it refused our certificate)."""
+    if isinstance(exc, (ConnectionError, TimeoutError, ssl.SSLEOFError)):
+        return True
+    return isinstance(exc, ssl.SSLError) and "ALERT" in str(getattr(exc, "reason", "") or "")
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 128  # a burst of connections is accepted, not dropped at SYN
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.handler_errors: list[str] = []  # tracebacks of the stand-in's own bugs
+        self.hang_ups = 0                     # exchanges a client ended early, quietly
+
+    def handle_error(self, request, client_address):
+        """socketserver prints every handler exception to stderr, hang-ups
+        included (a stray "Exception occurred during processing of request"
+        line in the test run): stay quiet for those, record the rest."""
+        exc = sys.exc_info()[1]
+        if client_hung_up(exc):
+            self.hang_ups += 1
+            return
+        self.handler_errors.append(traceback.format_exc())
+        super().handle_error(request, client_address)
 
 
 def default_respond(erp: "FakeErp", seen: Seen):
@@ -127,6 +159,16 @@ class FakeErp:
     def fail_next(self, n: int, status: int = 503) -> None:
         """The next ``n`` calls to the ATP endpoint answer ``status``."""
         self._fail = [status] * n
+
+    @property
+    def handler_errors(self) -> list[str]:
+        """Tracebacks of exceptions in the handler other than a client hanging up."""
+        return self._server.handler_errors
+
+    @property
+    def hang_ups(self) -> int:
+        """How many exchanges ended quietly because the client hung up."""
+        return self._server.hang_ups
 
     def requests(self, path: str = "/atp") -> list[Seen]:
         """Logged requests to ``path`` (query string excluded)."""
