@@ -113,6 +113,7 @@ class Adapter(abc.ABC):
         # label children resolved once: fetch() must not look labels up per call
         self._latency = metrics.batched(metrics.ADAPTER_LATENCY.labels(name))
         self._errors: dict[str, object] = {}
+        self.id_maps = None  # adapters.idmaps.IdMaps, set from the config's location_map / product_map
 
     @classmethod
     def from_config(cls, spec, upstream: "Adapter | None" = None) -> "Adapter":
@@ -180,6 +181,8 @@ class Adapter(abc.ABC):
         ``atp_bridge_adapter_errors_total``.
         """
         started = time.perf_counter()
+        if self.id_maps is not None:  # the source's ids, same order: answers stay by position
+            batch = self.id_maps.apply(batch)
         try:
             answer = self._fetch(batch)
         except AdapterError as e:

@@ -179,8 +179,7 @@ _VENDOR_MESSAGES = (
     ("error", "message"),           # OData V4 (Dynamics): {"error": {"message": ...}}
     ("error_description",),         # OAuth2 token endpoints
     ("detail",), ("title",),        # RFC 9457 problem details
-    ("message",), ("error",),
-)
+)  # a bare {"message"} or {"error": "..."} says no more than the body's excerpt, which is shown
 
 
 def retry_after(headers) -> float | None:

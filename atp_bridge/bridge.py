@@ -66,6 +66,8 @@ def build_adapters(config: BridgeConfig) -> tuple[list[Adapter], list[Adapter]]:
         for adapter in built.values():
             adapter.close()
         raise
+    for spec in config.adapters:  # every adapter type: ids translated before its lookup
+        built[spec.name].id_maps = spec.id_maps or None
     wrapper_of = {s.upstream: s.name for s in config.adapters if s.upstream}
     routed = [built[wrapper_of.get(name, name)] for name, s in specs.items() if s.upstream is None]
     return routed, [built[s.name] for s in config.adapters]

@@ -114,6 +114,13 @@ class AdapterCommonSchema(Schema):
                             load_default=lambda: ["*"], validate=validate.Length(min=1))
     match_on = fields.String(load_default="external_identifier",
                              validate=validate.OneOf(["external_identifier", "product_id"]))
+    # NewStore id -> the source's id (atp_bridge/adapters/idmaps.py)
+    location_map = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
+                               values=fields.String(validate=validate.Length(min=1)), load_default=None)
+    product_map = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
+                              values=fields.String(validate=validate.Length(min=1)), load_default=None)
+    location_map_file = fields.String(load_default=None, validate=validate.Length(min=1))
+    product_map_file = fields.String(load_default=None, validate=validate.Length(min=1))
 
 
 COMMON_KEYS = frozenset(AdapterCommonSchema().fields)
@@ -329,13 +336,39 @@ def _adapter_spec(file: Path, prefix: str, raw, unset: set[str], base_dir: Path,
             return name, file, prefix, None
     if not common_ok:
         return name, file, prefix, None
+    id_maps = _id_maps(common, base_dir, file, prefix, problems)
+    if id_maps is None:
+        return name, file, prefix, None
     spec = AdapterSpec(name=name, type=common["type"], locations=tuple(common["locations"]),
                        match_on=common["match_on"], options=options, upstream=options.get("upstream"),
-                       source=str(file), base_dir=str(base_dir), key_prefix=prefix)
+                       source=str(file), base_dir=str(base_dir), key_prefix=prefix, id_maps=id_maps)
     found = [(key, msg) for key, msg in cls.check(spec) if not _held_unset(key, unset)]
     problems.extend(f"{file}: {prefix}{key}: {msg}" for key, msg in found)
     # an unset variable is reported already, but the adapter is not usable either
     return name, file, prefix, None if found or unset else spec
+
+
+def _id_maps(common: dict, base_dir: Path, file: Path, prefix: str, problems: list[str]):
+    """The adapter's IdMaps (map files read now, inline entries win), or None
+    after reporting why not."""
+    from atp_bridge.adapters.idmaps import IdMaps, read_map_file
+
+    maps = {}
+    for kind in ("product", "location"):
+        merged, key = {}, f"{kind}_map_file"
+        if common.get(key):
+            path = base_dir / common[key]
+            try:
+                merged.update(read_map_file(str(path)))
+            except OSError as e:
+                problems.append(f"{file}: {prefix}{key}: cannot read {path}: {e.strerror or e}")
+                return None
+            except ValueError as e:
+                problems.append(f"{file}: {prefix}{key}: {path}: {e}")
+                return None
+        merged.update(common.get(f"{kind}_map") or {})
+        maps[kind] = merged
+    return IdMaps(maps["product"], maps["location"])
 
 
 def _check_names(named: list[tuple], problems: list[str]) -> None:

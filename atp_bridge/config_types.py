@@ -33,6 +33,7 @@ class AdapterSpec:
     source: str = "<memory>"
     base_dir: str = "."
     key_prefix: str = ""
+    id_maps: Any = None  # atp_bridge.adapters.idmaps.IdMaps (location_map, product_map)
 
     def file(self, key: str) -> str | None:
         """Option ``key`` as a path resolved against ``base_dir``; None when unset."""
