@@ -103,6 +103,9 @@ keepalive = _int("ATP_BRIDGE_KEEPALIVE", 75)
 # pools and sockets are per process
 preload_app = False
 accesslog = None  # atp-bridge writes its own JSON access line (without secrets)
+# gunicorn 24+ opens a control socket at ~/.gunicorn/gunicorn.ctl, one path shared by every
+# server of the user (and unwritable under a read-only root fs); atp-bridge does not use it
+control_socket_disable = True
 logger_class = "atp_bridge.logs.GunicornLogger"  # and gunicorn does not build one per request
 errorlog = "-"
 loglevel = (os.environ.get("ATP_BRIDGE_LOG_LEVEL") or "info").lower()

@@ -32,6 +32,7 @@ def conf(monkeypatch):
 def test_the_numbers_come_from_the_environment(conf):
     assert (conf.bind, conf.workers, conf.worker_connections, conf.graceful_timeout, conf.timeout) == \
         ("0.0.0.0:9090", 5, 300, 12, 40)
+    assert conf.control_socket_disable is True  # no shared ~/.gunicorn/gunicorn.ctl
     assert conf.worker_class == "atp_bridge.worker.Worker" and conf.preload_app is False and conf.accesslog is None
 
 
