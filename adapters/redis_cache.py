@@ -295,9 +295,9 @@ class RedisAdapter(Adapter):
         except redis_errors() as e:
             self.outage.failed(e)
             problem = f"Redis at {self.where} unreachable: {type(e).__name__}: {e}"
-            if self.bypassing:
-                health = Health(True, f"{problem}; bypassing the cache, answering from upstream "
-                                       f"{self.upstream.name!r}", {**info, "bypassing": True})
+            if self.bypassing:  # the Redis error last: its own full stop ends the line
+                health = Health(True, f"bypassing the cache, answering from upstream "
+                                      f"{self.upstream.name!r}; {problem}", {**info, "bypassing": True})
             else:
                 health = Health(False, problem, {**info, "bypassing": False})
         else:
