@@ -19,7 +19,7 @@ import click
 from . import errors as e
 from .client import FulfillmentClient
 from .emulator_cli import fulfillment_emulator, parse_bind  # noqa: F401 (atp_bridge.cli adds it)
-from .holds_link import reject_and_hold
+from .holds_link import HoldNotRecorded, reject_and_hold
 from .models import REJECTION_REASONS, LineItem, MissingItems, ShipmentInfo
 
 
@@ -169,11 +169,17 @@ def reject(client: FulfillmentClient, uuid: str, product_ids: tuple[str, ...],
         holds = _hold_store(config_path)
         try:
             r, held = reject_and_hold(client, holds, uuid, items, location=hold_location)
+        except HoldNotRecorded as e:
+            raise click.ClickException(
+                f"Rejection ({reason}) of {_what(all_items, ids)} of {uuid} accepted by NewStore "
+                f"(HTTP {e.receipt.status}), but {e}. Do not run reject again: it would reject more "
+                f"units. Until a hold is recorded the webhook goes on promising what the adapters "
+                f"say at {hold_location}.") from None
         finally:
             holds.close()
     else:
         r = client.reject_items(uuid, items)
-    what = "every open unit" if all_items else f"{len(ids)} unit(s)"
+    what = _what(all_items, ids)
     text = f"Rejection ({reason}) of {what} of {uuid} accepted (HTTP {r.status})."
     data = {"action": "reject", "uuid": uuid, "status": r.status, "reason": reason,
             "product_ids": [] if all_items else list(ids), "all": all_items}
@@ -181,6 +187,10 @@ def reject(client: FulfillmentClient, uuid: str, product_ids: tuple[str, ...],
         text += f" Zero-ATP hold at {hold_location}: {', '.join(held) or 'nothing to hold'}."
         data["held"] = {"location": hold_location, "product_ids": held}
     return text, data
+
+
+def _what(all_items: bool, ids) -> str:
+    return "every open unit" if all_items else f"{len(ids)} unit(s)"
 
 
 def _hold_store(config_path):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from atp_bridge.holds import HoldStore
+from atp_bridge.holds import HoldError, HoldStore
 
 from .client import FulfillmentClient
 from .models import MissingItems, Receipt
@@ -43,5 +43,18 @@ def reject_and_hold(client: FulfillmentClient, holds: HoldStore, uuid: str,
         held |= {r.product_id for r in status.rejected_items
                  if r.rejection_reason == NO_INVENTORY and r.product_id}
     ids = sorted(held)
-    holds.record(location, ids, ttl_s)
+    try:
+        holds.record(location, ids, ttl_s)
+    except HoldError as e:  # NewStore already took the rejection: say so, do not hide it
+        raise HoldNotRecorded(receipt, ids, location, e) from e
     return receipt, ids
+
+
+class HoldNotRecorded(HoldError):
+    """NewStore accepted the rejection (``receipt``) but the zero-ATP hold of
+    ``product_ids`` at ``location`` could not be recorded (``cause``)."""
+
+    def __init__(self, receipt: Receipt, product_ids: list[str], location: str, cause: Exception):
+        self.receipt, self.product_ids, self.location, self.cause = receipt, product_ids, location, cause
+        super().__init__(f"the zero-ATP hold of {', '.join(product_ids) or 'nothing'} at {location} "
+                         f"was not recorded: {cause}")

@@ -263,3 +263,18 @@ def test_hold_location_without_holds_names_the_file_to_edit_for_each_config_layo
         "$ATP_BRIDGE_CONFIG) and it has no `holds:` block; pass --config (or set "
         f"$ATP_BRIDGE_CONFIG) with your own config: a directory, with {block} in its "
         f"bridge.yaml, or one YAML file, with {block} at its top level.")
+
+
+def test_a_hold_that_cannot_be_recorded_says_the_rejection_stands_without_a_traceback(tmp_path, reject_with_hold):
+    from tests.adapters.conftest import closed_port
+
+    (tmp_path / "stock.csv").write_text("product,location,atp\np1,DC01,3\n")
+    config = write_config(tmp_path / "atp-bridge.yaml", {
+        "holds": {"url": f"redis://127.0.0.1:{closed_port()}/0"},
+        "adapters": [{"name": "stock", "type": "csv", "path": "stock.csv"}]})
+    result, states = reject_with_hold("--config", str(config))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert states == ["rejected"]  # NewStore took it: the message must say so
+    assert "accepted by NewStore (HTTP 201), but the zero-ATP hold of product1 at DC01 was not recorded" \
+        in result.stderr
+    assert "Do not run reject again: it would reject more units." in result.stderr
