@@ -36,9 +36,15 @@ def variables(example: Path) -> dict[str, str | None]:
     return found
 
 
-def test_the_four_documented_examples_exist():
-    assert [p.name for p in EXAMPLES] == ["csv-only", "erp-behind-redis-cache", "erp-only",
-                                          "stores-csv-plus-dc-erp"]
+def readme_example_names() -> list[str]:
+    """The directories named in the README's "Example configurations" table."""
+    readme = (ROOT / "README.md").read_text()
+    table = readme.split("#### Example configurations", 1)[1].split("\n\n", 2)[1]
+    return sorted(m[1] for m in re.finditer(r"^\| `([a-z0-9-]+)` \|", table, re.M))
+
+
+def test_every_example_is_documented_in_the_readme_and_has_a_bridge_yaml_and_adapter_files():
+    assert [p.name for p in EXAMPLES] == readme_example_names()
     for example in EXAMPLES:
         assert (example / "bridge.yaml").is_file()
         assert all(f.name[:2].isdigit() and f.name[2] == "-" for f in (example / "adapters").glob("*.yaml"))

@@ -15,6 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -40,17 +41,32 @@ class Case:
     external_identifier, location, expected atp) for every pair of the request
     (products x locations). ``erp_stock`` is keyed as the ERP is asked
     (the adapter's ``match_on``); ``erp_auth`` is the Authorization header the
-    ERP demands (anything else is a 401)."""
+    ERP demands (anything else is a 401). A vendor example brings its own
+    stand-in: ``standin`` starts it (seeded, demanding the example's
+    credentials) and ``asked`` counts the calls it got."""
 
     env: dict[str, str | None]
     ask: list[tuple[str, str, str, int]]
     erp_stock: dict[tuple[str, str], int] = field(default_factory=dict)
     erp_auth: str | None = None
     redis: bool = False
+    standin: Callable | None = None
+    asked: Callable = lambda erp: len(erp.requests("/atp"))
 
     @property
     def erp(self) -> bool:
         return any("{erp}" in (v or "") for v in self.env.values())
+
+
+def sap(seed) -> Callable:
+    from tests.vendors.sap import SapS4
+
+    def start():
+        standin = SapS4()
+        standin.auth = ("basic", "ATP_BRIDGE", ERP_PASSWORD)
+        seed(standin)
+        return standin.start()
+    return start
 
 
 def basic(user: str, password: str) -> str:
@@ -84,6 +100,19 @@ CASES = {
         erp_stock={("p-1000061", "DC01"): 40},
         erp_auth=basic("atp-bridge", ERP_PASSWORD),
         ask=[("p-1000061", "1000061", "S001", 3), ("p-1000061", "1000061", "DC01", 35)]),
+    "sap-availability": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "SAP_URL": "{erp}/sap/opu/odata/sap/API_PRODUCT_AVAILY_INFO_BASIC",
+             "SAP_USER": None, "ERP_PASSWORD": ERP_PASSWORD},
+        standin=sap(lambda s: s.availability.update({("1000061", "1710"): "40.000"})),
+        asked=lambda s: len(s.requests("/sap/opu/odata/sap/API_PRODUCT_AVAILY_INFO_BASIC/DetermineAvailabilityAt")),
+        ask=[("p-1000061", "1000061", "1710", 40)]),
+    # 12 on hand at 1710 (storage location 171A); safety stock 1
+    "sap-material-stock": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "SAP_URL": "{erp}/sap/opu/odata/sap/API_MATERIAL_STOCK_SRV",
+             "SAP_USER": None, "ERP_PASSWORD": ERP_PASSWORD},
+        standin=sap(lambda s: s.add_stock("1000061", "1710", "171A", 12)),
+        asked=lambda s: len(s.calls()),
+        ask=[("p-1000061", "1000061", "1710", 11), ("p-1000061", "1000061", "1710/171A", 11)]),
 }
 
 
@@ -125,10 +154,11 @@ def test_every_example_serves_real_answers_from_its_own_directory(example, tmp_p
     # as in the Docker recipe: the example directory alone, mounted somewhere else
     mounted = tmp_path / "etc" / "atp-bridge"
     shutil.copytree(example, mounted)
-    erp = FakeErp().start() if case.erp else None
+    erp = case.standin() if case.standin else FakeErp().start() if case.erp else None
     redis_server = request.getfixturevalue("redis_db") if case.redis else None
     if erp is not None:
         request.addfinalizer(erp.stop)
+    if erp is not None and case.standin is None:
         erp.stock.update(case.erp_stock)
         erp.expect_header = ("Authorization", case.erp_auth)
     urls = {"erp": erp.url if erp else "", "redis": redis_server.url if redis_server else ""}
@@ -156,15 +186,15 @@ def test_every_example_serves_real_answers_from_its_own_directory(example, tmp_p
         assert any(atp > 0 for *_, atp in got)
 
         if erp is not None:
-            assert erp.requests("/atp"), "the ERP stand-in was never asked"
+            assert case.asked(erp), "the ERP stand-in was never asked"
         if redis_server is not None:
             # the answer went through the cache: it is in Redis, and asked again the ERP is not
-            calls = len(erp.requests("/atp"))
+            calls = case.asked(erp)
             with redis_server.client() as r:
                 assert r.get("atp:DC01:1000061") == b"40"
             again = bridge.post(body, headers={"Authorization": API_KEY})
             assert [a["atp"] for a in again.json()["availabilities"]] == [atp for *_, atp in case.ask]
-            assert len(erp.requests("/atp")) == calls
+            assert case.asked(erp) == calls
 
 
 def test_every_case_is_for_an_example_that_exists():
