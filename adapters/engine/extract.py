@@ -13,6 +13,11 @@ row that is a number is its own ATP (``atp`` defaults to ``@`` then).
 (GraphQL's ``errors[].message``): any makes the call fail with them.
 ``combine`` decides what several rows of one pair make: ``sum`` (stock split
 by storage location, lot or colour), ``max``, ``min`` or ``first``.
+``ignore_case: true`` matches the answer's keys without regard to case
+(Dynamics 365 answers ``siteid`` for a ``siteId`` asked): every key of the
+answer is lower-cased before extraction, and so are the keys of the dotted
+paths; an expression that is not a dotted path must then name keys in lower
+case. Two keys of one object that differ only in case keep the later value.
 
 Simple dotted paths (``a.b.c``, the usual case) are read by plain dict
 lookups; anything else goes through the compiled JMESPath expression.
@@ -28,7 +33,7 @@ from jmespath.exceptions import JMESPathError
 
 from atp_bridge.adapters.rest_wire import WireError, _number
 
-__all__ = ["ExtractProblem", "Extractor", "COMBINE", "compile_expression"]
+__all__ = ["ExtractProblem", "Extractor", "COMBINE", "compile_expression", "lower_keys"]
 
 COMBINE = {"sum": lambda a, b: a + b, "max": max, "min": min, "first": lambda a, b: a}
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -39,12 +44,13 @@ class ExtractProblem(ValueError):
     """An expression that does not compile, or a combination that cannot work."""
 
 
-def compile_expression(expression: str, where: str):
-    """A function of one value: a dotted-path reader or the compiled JMESPath search."""
+def compile_expression(expression: str, where: str, ignore_case: bool = False):
+    """A function of one value: a dotted-path reader or the compiled JMESPath search
+    (``ignore_case``: a dotted path's keys lower-cased, see the module docstring)."""
     if expression == "@":
         return lambda value: value
     if _DOTTED.match(expression):
-        keys = expression.split(".")
+        keys = (expression.lower() if ignore_case else expression).split(".")
 
         def read(value):
             for key in keys:
@@ -59,28 +65,43 @@ def compile_expression(expression: str, where: str):
         raise ExtractProblem(f"{where}: not a JMESPath expression: {e}") from None
 
 
+def lower_keys(value):
+    """``value`` with every mapping key lower-cased, at any depth."""
+    if isinstance(value, dict):
+        return {(k.lower() if isinstance(k, str) else k): lower_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [lower_keys(v) for v in value]
+    return value
+
+
 class Extractor:
     """The compiled ``extract`` block of an adapter; see the module docstring."""
 
     def __init__(self, *, rows="@", product: str | None = None, location: str | None = None,
                  atp: str = "atp", minus: str | None = None, combine: str = "first",
-                 errors: str | None = None):
+                 errors: str | None = None, ignore_case: bool = False):
         levels = rows if isinstance(rows, list) else [rows]
         if not levels:
             raise ExtractProblem("rows: give at least one expression")
+        self.ignore_case = ignore_case
+
+        def expr(e, where):
+            return compile_expression(e, where, ignore_case)
         self.rows_expr = levels
-        self.levels = [compile_expression(e, f"rows.{i}" if len(levels) > 1 else "rows") for i, e in enumerate(levels)]
+        self.levels = [expr(e, f"rows.{i}" if len(levels) > 1 else "rows") for i, e in enumerate(levels)]
         self.paths = {"product": product, "location": location, "atp": atp, "minus": minus}
-        self.product = compile_expression(product, "product") if product else None
-        self.location = compile_expression(location, "location") if location else None
-        self.atp = compile_expression(atp, "atp")
-        self.minus = compile_expression(minus, "minus") if minus else None
-        self.errors = compile_expression(errors, "errors") if errors else None
+        self.product = expr(product, "product") if product else None
+        self.location = expr(location, "location") if location else None
+        self.atp = expr(atp, "atp")
+        self.minus = expr(minus, "minus") if minus else None
+        self.errors = expr(errors, "errors") if errors else None
         if combine not in COMBINE:
             raise ExtractProblem(f"combine: must be one of {', '.join(COMBINE)}")
         self.combine = COMBINE[combine]
 
     def rows(self, doc) -> list:
+        if self.ignore_case:
+            doc = lower_keys(doc)
         if self.errors is not None:  # a 2xx that reports errors (GraphQL) is no answer
             errors = self.errors(doc)
             if errors:

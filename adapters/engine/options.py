@@ -95,6 +95,7 @@ class ExtractSchema(Schema):
     minus = fields.String(load_default=None, validate=validate.Length(min=1))
     combine = fields.String(load_default="first", validate=validate.OneOf(COMBINE))
     errors = fields.String(load_default=None, validate=validate.Length(min=1))
+    ignore_case = fields.Boolean(load_default=False)
 
     @post_load
     def _compile(self, data, **kwargs):

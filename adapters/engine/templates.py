@@ -18,8 +18,10 @@ can never change the structure of what is sent:
 
 Filters for the quoting vendors need: ``odata`` (``'it''s'``), ``sql`` (the
 same standard SQL literal), ``dq`` (``"say \\"hi\\""``, backslash escapes),
-and Jinja's own ``join``, ``map``, ``urlencode``:
-``{{ products | map('sql') | join(', ') }}``.
+``split`` (Python's ``str.split``: ``{{ location | split('/') }}``), and Jinja's
+own ``join``, ``map``, ``urlencode``: ``{{ products | map('sql') | join(', ') }}``,
+``{{ locations | map('split', '/', 1) | list }}`` (composite ids, such as
+``site/location``, as pairs).
 """
 from __future__ import annotations
 
@@ -50,10 +52,15 @@ def dq(value) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def split(value, sep: str | None = None, maxsplit: int = -1) -> list:
+    """``str(value).split(sep, maxsplit)``: a composite id as its parts."""
+    return str(value).split(sep, maxsplit)
+
+
 def _environment(finalize=None) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False,
                                         keep_trailing_newline=True, finalize=finalize)
-    env.filters.update(odata=odata, sql=odata, dq=dq)
+    env.filters.update(odata=odata, sql=odata, dq=dq, split=split)
     return env
 
 
