@@ -27,6 +27,7 @@ BUILTINS = {
     "sap-material-stock": "atp_bridge.adapters.engine.connectors.sap:SapMaterialStock",
     "d365-inventory-visibility": "atp_bridge.adapters.engine.connectors.d365:InventoryVisibility",
     "netsuite": "atp_bridge.adapters.engine.connectors.netsuite:NetSuite",
+    "erpnext": "atp_bridge.adapters.engine.connectors.erpnext:ERPNext",
 }
 
 _plugins: dict | None = None

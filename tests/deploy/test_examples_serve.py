@@ -31,6 +31,8 @@ VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
 API_KEY = "example-newstore-key-0123456789"
 ERP_TOKEN = "example-erp-token-4242"
 ERP_PASSWORD = "example-erp-password-4242"
+ERPNEXT_API_KEY = "4d8c1f0a9b2e7f3"
+ERPNEXT_API_SECRET = "example-erpnext-secret-4242"
 
 
 @dataclass
@@ -64,6 +66,16 @@ def sap(seed) -> Callable:
     def start():
         standin = SapS4()
         standin.auth = ("basic", "ATP_BRIDGE", ERP_PASSWORD)
+        seed(standin)
+        return standin.start()
+    return start
+
+
+def erpnext(seed) -> Callable:
+    from tests.vendors.erpnext import ERPNext
+
+    def start():
+        standin = ERPNext(api_key=ERPNEXT_API_KEY, api_secret=ERPNEXT_API_SECRET)
         seed(standin)
         return standin.start()
     return start
@@ -113,6 +125,13 @@ CASES = {
         standin=sap(lambda s: s.add_stock("1000061", "1710", "171A", 12)),
         asked=lambda s: len(s.calls()),
         ask=[("p-1000061", "1000061", "1710", 11), ("p-1000061", "1000061", "1710/171A", 11)]),
+    # a Bin of 1000061 in "Stores - AC" (US01 in the example's location_map): 14 actual - 4 reserved
+    "erpnext": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "ERPNEXT_URL": "{erp}", "ERPNEXT_API_KEY": ERPNEXT_API_KEY,
+             "ERPNEXT_API_SECRET": ERPNEXT_API_SECRET},
+        standin=erpnext(lambda s: s.add_bin("1000061", "Stores - AC", 14.0, 4.0)),
+        asked=lambda s: len(s.asked),
+        ask=[("p-1000061", "1000061", "US01", 10), ("p-1000061", "1000061", "US02", 0)]),
 }
 
 
