@@ -21,7 +21,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 import requests
 
 from atp_bridge.adapters.base import Adapter, Batch, Health
-from atp_bridge.adapters.rest_auth import AuthError, Redactor, excerpt, make_auth
+from atp_bridge.adapters.rest_auth import (AuthError, Redactor, auth_file_problems, excerpt, make_auth,
+                                           resolve_auth_files)
 from atp_bridge.adapters.rest_circuit import CircuitBreaker, CircuitOpen
 from atp_bridge.adapters.rest_http import MAX_RESPONSE_BYTES, BudgetAdapter, BudgetExceeded, TooLarge, send
 from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
@@ -107,7 +108,15 @@ class RestAdapter(Adapter):
         options = dict(spec.options)
         if options.get("ca_bundle"):
             options["ca_bundle"] = spec.file("ca_bundle")
+        options["auth"] = resolve_auth_files(options.get("auth"), spec.base_dir)
         return cls(spec.name, locations=spec.locations, match_on=spec.match_on, **options)
+
+    @classmethod
+    def check(cls, spec) -> list[tuple[str, str]]:
+        """The base checks (``ca_bundle``) and the files ``auth`` names (a
+        private key that is missing or cannot sign)."""
+        return super().check(spec) + [(f"auth.{key}", msg) for key, msg in
+                                      auth_file_problems(spec.options.get("auth"), spec.base_dir)]
 
     def __repr__(self) -> str:
         return f"RestAdapter({self.name!r}, {self.method} {safe_url(self.url)})"

@@ -5,10 +5,19 @@ object with ``headers(deadline)`` (what to send) and, for OAuth2,
 ``invalidate(headers)`` (a 401 says the token is dead). Every secret, static or
 fetched, is registered with the adapter's :class:`Redactor`, which scrubs
 every message the adapter raises or logs.
+
+A token goes out as ``<header>: <prefix><token>`` (``Authorization: Bearer ...``
+unless ``header`` / ``prefix`` say otherwise). OAuth2 ``client_auth:
+private_key_jwt`` authenticates the client with a JWT assertion (RFC 7523)
+signed by a PEM private key (:func:`load_signing_key`): a new one for every
+token request, valid :data:`ASSERTION_LIFETIME_S`.
 """
 from __future__ import annotations
 
 import base64
+import dataclasses
+import importlib
+import os
 import threading
 import time
 
@@ -17,6 +26,11 @@ import requests
 
 from atp_bridge.adapters.rest_http import MAX_RESPONSE_BYTES, BudgetExceeded, TooLarge, send
 from atp_bridge.adapters.rest_options import AuthSpec
+from atp_bridge.config_types import resolve_file
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_LIFETIME_S = 300  # NetSuite: exp at most 60 minutes after iat; short is safer
+_EC_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 
 
 class Redactor:
@@ -84,6 +98,8 @@ class OAuth2ClientCredentials:
         self._header: dict[str, str] | None = None
         self._valid_until = 0.0
         redact.add(spec.client_secret)
+        self._signing = (load_signing_key(spec.private_key, spec.algorithm)
+                         if spec.client_auth == "private_key_jwt" else None)
 
     def __repr__(self) -> str:
         return f"OAuth2ClientCredentials(token_url={self._spec.token_url!r})"
@@ -110,13 +126,18 @@ class OAuth2ClientCredentials:
         if remaining <= 0:
             raise AuthError("no time left to fetch an OAuth2 token")
         form = {"grant_type": "client_credentials"}
-        if spec.scope:
-            form["scope"] = spec.scope
         basic = None
-        if spec.client_auth == "basic":
-            basic = (spec.client_id, spec.client_secret)
+        if self._signing is not None:  # as NetSuite has it: three fields, the scope in the assertion
+            assertion = self._assertion()
+            self._redact.add(assertion)
+            form.update(client_assertion_type=JWT_BEARER, client_assertion=assertion)
         else:
-            form.update(client_id=spec.client_id, client_secret=spec.client_secret)
+            if spec.scope:
+                form["scope"] = spec.scope
+            if spec.client_auth == "basic":
+                basic = (spec.client_id, spec.client_secret)
+            else:
+                form.update(client_id=spec.client_id, client_secret=spec.client_secret)
         timeout = min(self._timeout_s, remaining)
         if self._on_fetch:
             self._on_fetch()
@@ -142,7 +163,87 @@ class OAuth2ClientCredentials:
                             f"({type(e).__name__})") from e
         self._redact.add(token)
         usable = max(lifetime - self.MARGIN_S, lifetime / 2)
-        return {"Authorization": f"Bearer {token}"}, time.monotonic() + usable
+        return {spec.header: f"{spec.prefix}{token}"}, time.monotonic() + usable
+
+    def _assertion(self) -> str:
+        """A fresh client assertion: ``iss`` the client id, ``aud`` the token URL,
+        ``scope`` if set, ``kid`` the key id if set."""
+        import jwt  # PyJWT; load_signing_key checked that it is there
+
+        spec, (key, algorithm) = self._spec, self._signing
+        now = int(time.time())
+        claims = {"iss": spec.client_id, "aud": spec.token_url, "iat": now, "exp": now + ASSERTION_LIFETIME_S}
+        if spec.scope:
+            claims["scope"] = spec.scope
+        return jwt.encode(claims, key, algorithm=algorithm, headers={"kid": spec.key_id} if spec.key_id else None)
+
+
+class KeyProblem(ValueError):
+    """A private key file that cannot sign assertions. The message names the
+    file and the cause, never anything of the key."""
+
+
+def load_signing_key(path: str, algorithm: str = ""):
+    """``(private key, JWT algorithm)`` from the PEM file at ``path``. ``algorithm``
+    "" is the key's own: PS256 for RSA, ES256 / ES384 / ES512 for an EC key on
+    P-256 / P-384 / P-521; a given one must fit the key. Raises :class:`KeyProblem`."""
+    try:
+        importlib.import_module("jwt")  # PyJWT signs (in _assertion); cryptography parses the key
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    except ImportError as e:
+        raise KeyProblem(f"signing needs PyJWT and cryptography ({e.name} is missing): "
+                         f"pip install 'PyJWT[crypto]'") from None
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 20)
+    except OSError as e:
+        raise KeyProblem(f"cannot read {path} ({e.strerror or type(e).__name__})") from None
+    try:
+        key = load_pem_private_key(data, password=None)
+    except TypeError:  # a passphrase: the bridge has nowhere to keep one
+        raise KeyProblem(f"{path} holds an encrypted private key; store it unencrypted "
+                         f"(openssl pkey -in KEY -out KEY.pem) in a file only the bridge can read") from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise KeyProblem(f"{path} holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)") from None
+    if isinstance(key, rsa.RSAPrivateKey):
+        chosen = algorithm or "PS256"
+        if chosen[:2] not in ("PS", "RS"):
+            raise KeyProblem(f"{path} holds an RSA key: algorithm {chosen} needs an EC key (use PS256)")
+        return key, chosen
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        own = _EC_ALGORITHMS.get(key.curve.name)
+        if own is None:
+            raise KeyProblem(f"{path} holds an EC key on {key.curve.name}; a JWT is signed on "
+                             f"P-256, P-384 or P-521")
+        if algorithm and algorithm != own:
+            raise KeyProblem(f"{path} holds an EC key on {key.curve.name}: it signs {own}, not {algorithm}")
+        return key, own
+    raise KeyProblem(f"{path} holds a {type(key).__name__.lstrip('_')}; give an RSA or EC private key")
+
+
+def auth_file_problems(spec: AuthSpec | None, base_dir: str) -> list[tuple[str, str]]:
+    """``(key, message)`` for the files an ``auth:`` block names that cannot be
+    used (``check-config``): ``private_key`` missing, unreadable or not a key
+    that fits ``algorithm``. Keys are relative to the ``auth`` block."""
+    if spec is None or not spec.private_key:
+        return []
+    path = resolve_file(base_dir, spec.private_key)
+    if not os.path.isfile(path):
+        return [("private_key", f"no such file {path}")]
+    try:
+        load_signing_key(path, spec.algorithm)
+    except KeyProblem as e:
+        return [("private_key", str(e))]
+    return []
+
+
+def resolve_auth_files(spec: AuthSpec | None, base_dir: str) -> AuthSpec | None:
+    """``spec`` with its files resolved against the config directory."""
+    if spec is None or not spec.private_key:
+        return spec
+    return dataclasses.replace(spec, private_key=resolve_file(base_dir, spec.private_key))
 
 
 def make_auth(spec: AuthSpec | None, session: requests.Session, timeout_s: float,
@@ -153,7 +254,7 @@ def make_auth(spec: AuthSpec | None, session: requests.Session, timeout_s: float
         return StaticAuth({})
     if spec.type == "bearer":
         redact.add(spec.token)
-        return StaticAuth({"Authorization": f"Bearer {spec.token}"})
+        return StaticAuth({spec.header: f"{spec.prefix}{spec.token}"})
     if spec.type == "basic":
         raw = base64.b64encode(f"{spec.username}:{spec.password}".encode()).decode("ascii")
         redact.add(spec.password, raw)

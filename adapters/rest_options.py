@@ -20,6 +20,8 @@ ENGINE_FIELDS = engine_fields()
 
 STYLES = ("pairs", "grid", "query")
 AUTH_TYPES = ("bearer", "basic", "header", "oauth2_client_credentials")
+CLIENT_AUTHS = ("body", "basic", "private_key_jwt")
+JWT_ALGORITHMS = ("PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512")
 
 
 def _http_url(value: str) -> None:
@@ -53,6 +55,11 @@ class AuthSpec:
     client_secret: str = field(default="", repr=False)
     scope: str = ""
     client_auth: str = "body"
+    header: str = "Authorization"   # bearer / oauth2: where the token goes,
+    prefix: str = "Bearer "         # and what stands before it
+    private_key: str = ""           # client_auth: private_key_jwt: a PEM file (a path)
+    key_id: str = ""                # its JWT header kid
+    algorithm: str = ""             # its JWT alg; "" = from the key (PS256 RSA, ES256 P-256...)
 
 
 class _AuthBase(Schema):
@@ -66,8 +73,25 @@ class _AuthBase(Schema):
         return AuthSpec(**data)
 
 
+_HEADER_NAME = validate.Regexp(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+                               error="Must be an HTTP header name like X-Api-Key.")
+_PREFIX = validate.Regexp(r"^[^\x00-\x1f\x7f]*$", error="Must not hold a line break or control character.")
+
+
+# ``header`` / ``prefix`` of the auth types that send a token: ``Authorization: Bearer <token>``
+# by default; ``header: X-Shopify-Access-Token, prefix: ""`` sends it raw
+def _token_header() -> fields.String:
+    return fields.String(load_default="Authorization", validate=_HEADER_NAME)
+
+
+def _token_prefix() -> fields.String:
+    return fields.String(load_default="Bearer ", validate=_PREFIX)
+
+
 class _Bearer(_AuthBase):
     token = fields.String(**_SECRET)
+    header = _token_header()
+    prefix = _token_prefix()
 
 
 class _Basic(_AuthBase):
@@ -84,11 +108,36 @@ class _Header(_AuthBase):
 class _OAuth2(_AuthBase):
     token_url = _url_field(required=True)
     client_id = fields.String(**_SECRET)
-    client_secret = fields.String(**_SECRET)
+    client_secret = fields.String(validate=_NAME)
     scope = fields.String(load_default="")
     client_auth = fields.String(load_default="body", validate=validate.OneOf(
-        ["body", "basic"], error="Must be 'body' (client_id/client_secret in the form) or "
-                                  "'basic' (HTTP Basic to the token endpoint)."))
+        CLIENT_AUTHS, error="Must be 'body' (client_id/client_secret in the form), 'basic' (HTTP "
+                            "Basic to the token endpoint) or 'private_key_jwt' (a signed JWT "
+                            "assertion, RFC 7523)."))
+    header = _token_header()
+    prefix = _token_prefix()
+    # client_auth: private_key_jwt (RFC 7523): the assertion is signed with this PEM key
+    private_key = fields.String(validate=_NAME)
+    key_id = fields.String(validate=_NAME)
+    algorithm = fields.String(validate=validate.OneOf(
+        JWT_ALGORITHMS, error=f"Must be one of: {', '.join(JWT_ALGORITHMS)} (or leave it out: "
+                              f"PS256 for an RSA key, ES256/384/512 for an EC key)."))
+
+    @validates_schema
+    def _client_auth_keys(self, data, **kwargs):
+        jwt = data.get("client_auth") == "private_key_jwt"
+        need, refuse = (("private_key",), ("client_secret",)) if jwt else (("client_secret",),
+                                                                          ("private_key", "key_id", "algorithm"))
+        for key in need:
+            if key not in data:
+                raise ValidationError("Missing data for required field." + (
+                    " (client_auth: private_key_jwt signs its assertion with this PEM file)" if jwt else ""),
+                    field_name=key)
+        for key in refuse:
+            if key in data:
+                raise ValidationError("Only with client_auth: private_key_jwt." if not jwt else
+                                      "Not used with client_auth: private_key_jwt (the signed "
+                                      "assertion replaces the secret); remove it.", field_name=key)
 
 
 _AUTH_SCHEMAS = {"bearer": _Bearer, "basic": _Basic, "header": _Header,
@@ -262,7 +311,7 @@ class RestOptionsSchema(Schema):
                                   field_name="ca_bundle")
         auth = data.get("auth")
         if auth is not None:
-            clash = "authorization" if auth.type != "header" else auth.name.lower()
+            clash = (auth.name if auth.type == "header" else auth.header).lower()
             for name in data.get("headers", {}):
                 if name.lower() == clash:
                     raise ValidationError({name: ["Set by auth as well; keep only one."]},

@@ -9,8 +9,9 @@ import pytest
 
 from atp_bridge import create_app
 from atp_bridge.config import load_config
-from atp_bridge.errors import AdapterError
+from atp_bridge.errors import AdapterError, ConfigError
 from tests.adapters.conftest import batch
+from tests.vendors.netsuite import public_key, write_key
 
 TOKEN, PASSWORD, KEY = "bearer-secret-0001", "pass-secret-0002", "header-secret-0003"
 
@@ -151,3 +152,151 @@ def test_secrets_never_appear_in_errors_logs_or_reprs(erp, config_file, caplog, 
         for secret in [*secrets, "tenant-secret-0007"]:
             assert secret not in text
     assert "degraded answer" in caplog.text and "HTTP 500" in caplog.text
+
+
+# -- where the token goes: header / prefix ---------------------------------------------
+
+def test_a_bearer_token_can_go_raw_in_its_own_header(erp, rest):
+    erp.stock, erp.expect_header = {("A", "S1"): 4}, ("X-Shopify-Access-Token", TOKEN)
+    adapter = rest(auth={"type": "bearer", "token": TOKEN, "header": "X-Shopify-Access-Token", "prefix": ""})
+    assert adapter.fetch(batch("A", ["S1"])) == [4]
+    (call,) = erp.requests()
+    assert call.headers["x-shopify-access-token"] == TOKEN and "authorization" not in call.headers
+
+
+def test_an_oauth2_token_goes_in_the_configured_header_with_its_prefix(erp, rest):
+    erp.stock, erp.expect_header = {("A", "S1"): 4}, ("X-Access-Token", "Token tok-1")
+    adapter = rest(auth=oauth2(erp, header="X-Access-Token", prefix="Token "))
+    assert adapter.fetch(batch("A", ["S1"])) == [4]
+    assert [c.headers["x-access-token"] for c in erp.requests()] == ["Token tok-1"]
+
+
+@pytest.mark.parametrize("auth,headers,problem", [
+    ({"type": "bearer", "token": "t", "header": "X-Shopify-Access-Token", "prefix": ""},
+     {"x-shopify-access-token": "v"}, "adapters[0].headers.x-shopify-access-token: Set by auth as well"),
+    ({"type": "bearer", "token": "t", "prefix": "Bearer\r\nX-Evil: 1 "}, {},
+     "adapters[0].auth.prefix: Must not hold a line break or control character."),
+    ({"type": "bearer", "token": "t", "header": "X Token"}, {}, "adapters[0].auth.header: Must be an HTTP header name"),
+])
+def test_bad_token_placement_is_reported_at_its_key(config_file, auth, headers, problem):
+    path = config_file({"adapters": [{"name": "erp", "type": "rest", "url": "http://erp:8080/atp",
+                                      "auth": auth, "headers": headers}]})
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert [p.startswith(f"{path}: {problem}") for p in exc.value.problems] == [True], exc.value.problems
+
+
+def test_a_custom_token_header_leaves_authorization_free_for_static_headers(config_file):
+    path = config_file({"adapters": [{"name": "erp", "type": "rest", "url": "http://erp:8080/atp",
+                                      "auth": {"type": "bearer", "token": "t", "header": "X-Token"},
+                                      "headers": {"Authorization": "Basic abc"}}]})
+    assert load_config(path).adapters[0].options["auth"].header == "X-Token"
+
+
+# -- client_auth: private_key_jwt (RFC 7523) ------------------------------------------------
+
+def jwt_idp(public_key, client_id="client-jwt-1", kid="key-1"):
+    """``respond`` for an IdP at /idp/token that takes a signed client assertion,
+    and an ATP endpoint that takes only the token it issued."""
+    import jwt
+
+    def respond(erp, seen):
+        if seen.path == "/idp/token":
+            form = seen.form()
+            header = jwt.get_unverified_header(form.get("client_assertion", ""))
+            try:
+                claims = jwt.decode(form["client_assertion"], public_key, algorithms=[header["alg"]],
+                                    audience=f"{erp.url}/idp/token", options={"require": ["iss", "exp", "iat"]})
+            except jwt.PyJWTError as e:
+                return 400, {"error": "invalid_client", "error_description": type(e).__name__}
+            erp.assertions.append((header, claims, form))
+            if claims["iss"] != client_id or header.get("kid") != kid:
+                return 400, {"error": "invalid_client", "error_description": "unknown client or key"}
+            return 200, {"access_token": f"jwt-tok-{len(erp.assertions)}", "expires_in": "3600"}
+        if seen.headers.get("authorization") != f"Bearer jwt-tok-{len(erp.assertions)}":
+            return 401, {"error": "invalid_token"}
+        return 200, {"items": [{"product": "A", "location": "S1", "atp": 6}]}
+    return respond
+
+
+def jwt_auth(erp, key_path, **extra):
+    return {"type": "oauth2_client_credentials", "token_url": f"{erp.url}/idp/token", "client_id": "client-jwt-1",
+            "client_auth": "private_key_jwt", "private_key": str(key_path), "key_id": "key-1", **extra}
+
+
+@pytest.mark.parametrize("kind,algorithm,expected", [
+    ("rsa", None, "PS256"), ("rsa", "RS256", "RS256"), ("rsa", "PS512", "PS512"),
+    ("ec", None, "ES256"), ("ec521", None, "ES512"),
+])
+def test_private_key_jwt_sends_a_signed_assertion_instead_of_a_secret(erp, rest, tmp_path, kind, algorithm,
+                                                                       expected):
+    key = write_key(tmp_path / "client.pem", kind)
+    erp.assertions, erp.respond = [], jwt_idp(public_key(key))
+    extra = {"algorithm": algorithm} if algorithm else {}
+    adapter = rest(auth=jwt_auth(erp, key, scope="atp.read", **extra))
+    assert adapter.fetch(batch("A", ["S1"])) == [6]
+    ((header, claims, form),) = erp.assertions
+    assert header == {"alg": expected, "typ": "JWT", "kid": "key-1"}
+    assert {k: claims[k] for k in ("iss", "aud", "scope")} == {
+        "iss": "client-jwt-1", "aud": f"{erp.url}/idp/token", "scope": "atp.read"}
+    assert claims["exp"] - claims["iat"] == 300
+    assert sorted(form) == ["client_assertion", "client_assertion_type", "grant_type"]
+    assert form["client_assertion_type"] == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def test_private_key_jwt_signs_a_new_assertion_for_the_token_after_a_401(erp, rest, tmp_path):
+    key = write_key(tmp_path / "client.pem", "ec")
+    erp.assertions, erp.respond = [], jwt_idp(public_key(key))
+    adapter = rest(auth=jwt_auth(erp, key))
+    assert adapter.fetch(batch("A", ["S1"])) == [6]
+    erp.assertions.append(("forgotten", {}, {}))  # the IdP moves on: jwt-tok-1 is now refused
+    assert adapter.fetch(batch("A", ["S1"])) == [6]
+    assert [c.headers["authorization"] for c in erp.requests()] == ["Bearer jwt-tok-1", "Bearer jwt-tok-1",
+                                                                   "Bearer jwt-tok-3"]
+    first, second = erp.assertions[0][2]["client_assertion"], erp.assertions[2][2]["client_assertion"]
+    assert first != second and len(erp.requests("/idp/token")) == 2
+
+
+def test_a_refused_assertion_is_an_auth_error_that_never_shows_it(erp, rest, tmp_path):
+    key, other = write_key(tmp_path / "client.pem", "rsa"), write_key(tmp_path / "other.pem", "rsa")
+    erp.assertions, erp.respond = [], jwt_idp(public_key(other))  # the IdP knows another key
+    adapter = rest(auth=jwt_auth(erp, key))
+    with pytest.raises(AdapterError) as exc:
+        adapter.fetch(batch("A", ["S1"]))
+    assert "auth: token endpoint answered HTTP 400:" in str(exc.value) and "InvalidSignatureError" in str(exc.value)
+    (token_call,) = erp.requests("/idp/token")
+    assertion = token_call.form()["client_assertion"]
+    for text in (str(exc.value), adapter.stats()["last_error"], repr(adapter.auth)):
+        assert assertion not in text and key.read_text().splitlines()[1] not in text
+
+
+@pytest.mark.parametrize("auth,problem", [
+    ({"client_auth": "private_key_jwt"}, "auth.private_key: Missing data for required field."),
+    ({"client_auth": "private_key_jwt", "private_key": "k.pem", "client_secret": "s"},
+     "auth.client_secret: Not used with client_auth: private_key_jwt"),
+    ({"client_secret": "s", "private_key": "k.pem"}, "auth.private_key: Only with client_auth: private_key_jwt."),
+    ({"client_auth": "private_key_jwt", "private_key": "k.pem", "algorithm": "HS256"},
+     "auth.algorithm: Must be one of: PS256, PS384, PS512, ES256"),
+    ({"client_auth": "private_key_jwt", "private_key": "keys/k.pem"}, "auth.private_key: no such file "),
+    ({"client_auth": "private_key_jwt", "private_key": "rsa.pem", "algorithm": "ES256"},
+     "auth.private_key: {dir}/rsa.pem holds an RSA key: algorithm ES256 needs an EC key (use PS256)"),
+    ({"client_auth": "private_key_jwt", "private_key": "ec.pem", "algorithm": "ES384"},
+     "auth.private_key: {dir}/ec.pem holds an EC key on secp256r1: it signs ES256, not ES384"),
+    ({"client_auth": "private_key_jwt", "private_key": "locked.pem"},
+     "auth.private_key: {dir}/locked.pem holds an encrypted private key"),
+])
+def test_private_key_jwt_problems_are_reported_with_file_and_key(config_file, tmp_path, auth, problem):
+    from cryptography.hazmat.primitives import serialization
+
+    write_key(tmp_path / "rsa.pem", "rsa")
+    ec_key = write_key(tmp_path / "ec.pem", "ec")
+    locked = serialization.load_pem_private_key(ec_key.read_bytes(), None).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase-0008"))
+    (tmp_path / "locked.pem").write_bytes(locked)
+    path = config_file({"adapters": [{"name": "erp", "type": "rest", "url": "http://erp:8080/atp", "auth": {
+        "type": "oauth2_client_credentials", "token_url": "https://idp/token", "client_id": "c", **auth}}]})
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    expected = f"{path}: adapters[0].{problem.format(dir=tmp_path)}"
+    assert [p.startswith(expected) for p in exc.value.problems] == [True], exc.value.problems
