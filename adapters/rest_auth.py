@@ -20,12 +20,15 @@ import importlib
 import os
 import threading
 import time
+from urllib.parse import urljoin, urlsplit
 
 import orjson
 import requests
 
 from atp_bridge.adapters.rest_http import MAX_RESPONSE_BYTES, BudgetExceeded, TooLarge, send
-from atp_bridge.adapters.rest_options import AuthSpec
+from atp_bridge.adapters.engine.templates import TemplateProblem
+from atp_bridge.adapters.rest_options import AuthSpec, ExchangeSpec
+from atp_bridge.adapters.rest_wire import safe_url
 from atp_bridge.config_types import resolve_file
 
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -162,6 +165,9 @@ class OAuth2ClientCredentials:
             raise AuthError(f"token endpoint answer has no usable access_token "
                             f"({type(e).__name__})") from e
         self._redact.add(token)
+        if spec.exchange is not None:  # auth.exchange: trade it for the token the ERP takes
+            token, lifetime = exchange_token(spec.exchange, token, self._session, deadline,
+                                             self._timeout_s, self._max_bytes, self._redact)
         usable = max(lifetime - self.MARGIN_S, lifetime / 2)
         return {spec.header: f"{spec.prefix}{token}"}, time.monotonic() + usable
 
@@ -274,3 +280,68 @@ def excerpt(body: bytes, redact: Redactor, limit: int = 200) -> str:
     """
     text = redact(" ".join(body[:65536].decode("utf-8", "replace").split()))
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+MAX_REDIRECTS = 3  # 307/308 hops a token exchange follows
+
+
+def exchange_token(spec: ExchangeSpec, token: str, session: requests.Session, deadline: float,
+                   timeout_s: float, max_bytes: int, redact: Redactor) -> tuple[str, float]:
+    """``(token, lifetime in seconds)`` that ``auth.exchange`` gives for ``token``.
+
+    The POST is rendered from the exchange's templates with ``token``; a 307 or
+    308 is answered by the same POST to its ``Location`` (requests only re-posts
+    when it follows redirects itself, which would hide them from the budget),
+    at most :data:`MAX_REDIRECTS` times and never from https to http: the body
+    carries the first token. Each hop ends within ``min(timeout_s, time left)``.
+    """
+    try:
+        parts = spec.template.render({"token": token})
+    except TemplateProblem as e:
+        raise AuthError(f"token exchange: {e}") from None
+    headers = {"Accept": "application/json", **parts["headers"]}
+    if spec.encoding == "json":
+        send_kw = {"data": orjson.dumps(parts["body"]), "headers": {"Content-Type": "application/json", **headers}}
+    else:
+        send_kw = {"data": {k: str(v) for k, v in parts["body"].items()}, "headers": headers}
+    url = spec.url
+    for hop in range(MAX_REDIRECTS + 1):
+        where = f"token exchange (POST {safe_url(url)})"
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise AuthError(f"{where}: no time left to exchange the token")
+        try:
+            status, body, answered = send(session, "POST", url, budget_s=min(timeout_s, remaining),
+                                          max_bytes=max_bytes, allow_redirects=False, **send_kw)
+        except (BudgetExceeded, TooLarge) as e:
+            raise AuthError(f"{where}: {e}") from e
+        except requests.RequestException as e:
+            raise AuthError(f"{where} unreachable: {type(e).__name__}") from e
+        if status not in (307, 308):
+            break
+        location = answered.get("Location", "")
+        if not location:
+            raise AuthError(f"{where} answered HTTP {status} without a Location")
+        target = urljoin(url, location)
+        if urlsplit(url).scheme == "https" and urlsplit(target).scheme != "https":
+            raise AuthError(f"{where} redirects to {safe_url(target)}: refused, the token would "
+                            f"leave https")
+        if hop == MAX_REDIRECTS:
+            raise AuthError(f"{where}: more than {MAX_REDIRECTS} redirects")
+        url = target
+    if status != 200:
+        raise AuthError(f"{where} answered HTTP {status}: {excerpt(body, redact)}")
+    try:
+        doc = orjson.loads(body)
+        got = spec.token(doc)
+        if not isinstance(got, str) or not got:
+            raise TypeError(f"{spec.token_path} is not a non-empty string")
+        expires = spec.expires(doc)
+        lifetime = float(expires) if expires not in (None, "") else OAuth2ClientCredentials.DEFAULT_LIFETIME_S
+        if not lifetime > 0:
+            raise ValueError(f"{spec.expires_path} is not a positive number of seconds")
+    except (orjson.JSONDecodeError, TypeError, ValueError) as e:
+        raise AuthError(f"{where}: the answer has no usable token at {spec.token_path!r} "
+                        f"({type(e).__name__})") from e
+    redact.add(got)
+    return got, lifetime

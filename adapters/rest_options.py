@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 from marshmallow import (RAISE, Schema, ValidationError, fields, post_load, validate,
                          validates_schema)
 
+from atp_bridge.adapters.engine.extract import ExtractProblem, compile_expression
 from atp_bridge.adapters.engine.options import ENGINE_KEYS, build_wire, engine_fields
+from atp_bridge.adapters.engine.templates import CallTemplate, TemplateProblem
 
 ENGINE_FIELDS = engine_fields()
 
@@ -60,6 +62,7 @@ class AuthSpec:
     private_key: str = ""           # client_auth: private_key_jwt: a PEM file (a path)
     key_id: str = ""                # its JWT header kid
     algorithm: str = ""             # its JWT alg; "" = from the key (PS256 RSA, ES256 P-256...)
+    exchange: "ExchangeSpec | None" = None  # oauth2: trade the token for another one
 
 
 class _AuthBase(Schema):
@@ -105,6 +108,60 @@ class _Header(_AuthBase):
     value = fields.String(**_SECRET)
 
 
+@dataclass(frozen=True)
+class ExchangeSpec:
+    """``auth.exchange``: the token the OAuth2 grant got is traded for the one
+    sent to the ERP (Dynamics 365 Inventory Visibility's security service).
+    ``template`` renders ``headers`` and ``body`` with ``token``, the first token;
+    ``token`` / ``expires`` read the answer (compiled ``token_path`` / ``expires_path``)."""
+
+    url: str
+    template: CallTemplate = field(repr=False)
+    encoding: str = "json"
+    token_path: str = "access_token"
+    expires_path: str = "expires_in"
+    token: object = field(default=None, repr=False, compare=False)
+    expires: object = field(default=None, repr=False, compare=False)
+
+
+class _Exchange(Schema):
+    """``auth.exchange`` of ``oauth2_client_credentials``: a POST of ``body``
+    (JSON, or a form with ``encoding: form``) to ``url``, whose answer holds the
+    token at ``token_path`` and its lifetime in seconds at ``expires_path``.
+    ``body`` and ``headers`` values are templates with one name, ``token``: the
+    first token (``client_assertion: "{{ token }}"``). A 307/308 is followed
+    with the same POST."""
+
+    class Meta:
+        unknown = RAISE
+
+    url = _url_field(required=True)
+    headers = fields.Dict(keys=fields.String(validate=validate.Regexp(
+        r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", error="Must be an HTTP header name.")),
+        values=fields.String(), load_default=dict)
+    body = fields.Dict(keys=fields.String(validate=_NAME), required=True)
+    encoding = fields.String(load_default="json", validate=validate.OneOf(
+        ["json", "form"], error="Must be 'json' (a JSON body) or 'form' (application/x-www-form-urlencoded)."))
+    token_path = fields.String(load_default="access_token", validate=_NAME)
+    expires_path = fields.String(load_default="expires_in", validate=_NAME)
+
+    @post_load
+    def _make(self, data, **kwargs):
+        if data["encoding"] == "form":
+            for key, value in data["body"].items():
+                if isinstance(value, (dict, list)) or value is None:
+                    raise ValidationError("With encoding: form, every value must be a string or "
+                                          "a number (form fields are flat).", field_name=f"body.{key}")
+        try:
+            template = CallTemplate(headers=data["headers"], body=data["body"], allowed=frozenset({"token"}))
+            readers = {k: compile_expression(data[f"{k}_path"], f"{k}_path") for k in ("token", "expires")}
+        except (TemplateProblem, ExtractProblem) as e:
+            key, _, msg = str(e).partition(": ")
+            raise ValidationError(msg, field_name=key) from None
+        return ExchangeSpec(url=data["url"], template=template, encoding=data["encoding"],
+                            token_path=data["token_path"], expires_path=data["expires_path"], **readers)
+
+
 class _OAuth2(_AuthBase):
     token_url = _url_field(required=True)
     client_id = fields.String(**_SECRET)
@@ -116,6 +173,7 @@ class _OAuth2(_AuthBase):
                             "assertion, RFC 7523)."))
     header = _token_header()
     prefix = _token_prefix()
+    exchange = fields.Nested(_Exchange, load_default=None)
     # client_auth: private_key_jwt (RFC 7523): the assertion is signed with this PEM key
     private_key = fields.String(validate=_NAME)
     key_id = fields.String(validate=_NAME)

@@ -300,3 +300,167 @@ def test_private_key_jwt_problems_are_reported_with_file_and_key(config_file, tm
         load_config(path)
     expected = f"{path}: adapters[0].{problem.format(dir=tmp_path)}"
     assert [p.startswith(expected) for p in exc.value.problems] == [True], exc.value.problems
+
+
+# -- auth.exchange: the first token traded for the one the ERP takes ------------------------------
+
+def exchanging(erp, seen):
+    """``/exchange`` trades a token of FakeErp's ``/token`` (in the form, and as the
+    bearer) for ``x-<n>``; ``/moved`` and ``/hop<n>`` redirect; ``/atp`` takes only an ``x-`` token."""
+    from tests.erp_server import default_respond
+    if seen.path == "/moved":
+        return 307, b"", {"Location": "/exchange"}
+    if seen.path.startswith("/hop"):
+        n = int(seen.path[4:])
+        return 308, b"", {"Location": f"{erp.url}/hop{n + 1}"}
+    if seen.path == "/exchange":
+        form = seen.form()
+        subject = form.get("subject_token")
+        if seen.method != "POST" or subject not in erp.valid_tokens or seen.headers.get("authorization") != \
+                f"Bearer {subject}" or form.get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange":
+            return 401, {"error": "invalid_grant", "error_description": f"cannot trade {subject}"}
+        erp.exchanged = getattr(erp, "exchanged", 0) + 1
+        token = f"x-{erp.exchanged}"
+        erp.x_tokens = getattr(erp, "x_tokens", set()) | {token}
+        return 200, {"result": {"token": token, "ttl": getattr(erp, "x_lifetime", 60)}}
+    if seen.headers.get("authorization", "")[7:] not in getattr(erp, "x_tokens", set()):
+        return 401, b""
+    return default_respond(erp, seen)
+
+
+def exchange(erp, url="/exchange", **extra):
+    return {**oauth2(erp), "exchange": {
+        "url": f"{erp.url}{url}", "encoding": "form",
+        "headers": {"Authorization": "Bearer {{ token }}"},
+        "body": {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange", "subject_token": "{{ token }}",
+                 "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"},
+        "token_path": "result.token", "expires_path": "result.ttl", **extra}}
+
+
+def test_oauth2_exchange_trades_the_token_and_sends_the_second_one(erp, rest):
+    erp.stock, erp.respond = {("A", "S1"): 2}, exchanging
+    adapter = rest(auth=exchange(erp))
+    for _ in range(2):
+        assert adapter.fetch(batch("A", ["S1"])) == [2]
+    (traded,) = erp.requests("/exchange")
+    assert traded.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert traded.form() == {"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                             "subject_token": "tok-1",
+                             "subject_token_type": "urn:ietf:params:oauth:token-type:access_token"}
+    assert [c.headers["authorization"] for c in erp.requests()] == ["Bearer x-1"] * 2
+    assert len(erp.requests("/token")) == 1 and adapter.stats()["token_fetches"] == 1
+
+
+def test_oauth2_exchange_sends_a_json_body_by_default(erp, rest):
+    erp.stock = {("A", "S1"): 2}
+
+    def json_exchange(erp, seen):
+        if seen.path == "/exchange":
+            body = seen.json()
+            ok = seen.headers["content-type"] == "application/json" and body == {
+                "assertion": "tok-1", "nested": {"kept": ["a", 1, True]}, "context": "env-1"}
+            return (200, {"access_token": "x-1", "expires_in": 3600}) if ok else (400, {"error": "bad"})
+        erp.x_tokens = {"x-1"}
+        return exchanging(erp, seen)
+    erp.respond = json_exchange
+    auth = {**oauth2(erp), "exchange": {"url": f"{erp.url}/exchange", "headers": {"Api-Version": "1.0"},
+                                        "body": {"assertion": "{{ token }}", "nested": {"kept": ["a", 1, True]},
+                                                 "context": "env-1"}}}
+    assert rest(auth=auth).fetch(batch("A", ["S1"])) == [2]
+    assert erp.requests("/exchange")[0].headers["api-version"] == "1.0"
+
+
+def test_oauth2_exchange_follows_a_307_and_a_308_with_the_same_post(erp, rest):
+    erp.stock, erp.respond = {("A", "S1"): 2}, exchanging
+    assert rest(auth=exchange(erp, url="/moved")).fetch(batch("A", ["S1"])) == [2]
+    moved, traded = erp.requests("/moved")[0], erp.requests("/exchange")[0]
+    assert (moved.method, moved.body, moved.headers["authorization"]) == \
+        (traded.method, traded.body, traded.headers["authorization"])
+    assert [c.headers["authorization"] for c in erp.requests()] == ["Bearer x-1"]
+
+
+def test_oauth2_exchange_gives_up_after_three_redirects(erp, rest):
+    erp.respond = exchanging
+    with pytest.raises(AdapterError, match=r"auth: token exchange \(POST http://127\.0\.0\.1:\d+/hop4\): "
+                                           r"more than 3 redirects"):
+        rest(auth=exchange(erp, url="/hop1")).fetch(batch("A", ["S1"]))
+    assert [len(erp.requests(f"/hop{n}")) for n in range(1, 6)] == [1, 1, 1, 1, 0] and erp.requests() == []
+
+
+def test_oauth2_exchange_refuses_a_redirect_without_location(erp, rest):
+    erp.respond = lambda erp, seen: (307, b"")
+    with pytest.raises(AdapterError, match=r"token exchange \(POST .*/exchange\) answered HTTP 307 without a Location"):
+        rest(auth=exchange(erp)).fetch(batch("A", ["S1"]))
+
+
+def test_oauth2_exchange_never_follows_https_to_http(erp, rest, tmp_path):
+    import ssl
+    from tests.erp_server import FakeErp
+    from tests.redis_server import TlsFiles
+    tls = TlsFiles(tmp_path)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tls.cert, tls.key)
+    erp.respond = exchanging  # plain http: where the redirect points
+    with FakeErp(ssl_context=context) as secure:
+        secure.client = erp.client
+        secure.respond = lambda _, seen: (307, b"", {"Location": f"{erp.url}/exchange"})
+        auth = exchange(secure)
+        with pytest.raises(AdapterError, match=r"redirects to http://127\.0\.0\.1:\d+/exchange: refused, the "
+                                               r"token would leave https"):
+            rest(url=f"{secure.url}/atp", auth=auth, ca_bundle=str(tls.cert)).fetch(batch("A", ["S1"]))
+        assert len(secure.requests("/exchange")) == 1
+    assert erp.log == []
+
+
+def test_oauth2_exchange_refetches_both_tokens_on_a_401(erp, rest):
+    erp.stock, erp.respond = {("A", "S1"): 2}, exchanging
+    adapter = rest(auth=exchange(erp))
+    assert adapter.fetch(batch("A", ["S1"])) == [2]
+    erp.x_tokens = set()  # the second token dies early
+    assert adapter.fetch(batch("A", ["S1"])) == [2]
+    assert [c.headers["authorization"] for c in erp.requests()] == ["Bearer x-1", "Bearer x-1", "Bearer x-2"]
+    assert [c.form()["subject_token"] for c in erp.requests("/exchange")] == ["tok-1", "tok-2"]
+
+
+def test_oauth2_exchange_lifetime_decides_when_both_are_fetched_again(erp, rest):
+    erp.stock, erp.respond, erp.x_lifetime = {("A", "S1"): 2}, exchanging, 1.0  # usable 0.5 s (tok-1: 3600 s)
+    adapter = rest(auth=exchange(erp))
+    adapter.fetch(batch("A", ["S1"]))
+    time.sleep(0.7)
+    adapter.fetch(batch("A", ["S1"]))
+    assert [c.headers["authorization"] for c in erp.requests()] == ["Bearer x-1", "Bearer x-2"]
+    assert len(erp.requests("/token")) == 2
+
+
+def test_oauth2_exchange_refusal_is_an_auth_error_with_the_first_token_scrubbed(erp, rest):
+    erp.respond = lambda erp, seen: (400, {"error": "invalid_grant",
+                                           "error_description": f"cannot trade {seen.form()['subject_token']}"})
+    with pytest.raises(AdapterError) as exc:
+        rest(auth=exchange(erp)).fetch(batch("A", ["S1"]))
+    assert "auth: token exchange (POST" in str(exc.value) and "answered HTTP 400" in str(exc.value)
+    assert "cannot trade ***" in str(exc.value) and "tok-1" not in str(exc.value)
+
+
+def test_oauth2_exchange_answer_without_the_token_names_the_path(erp, rest):
+    erp.respond = lambda erp, seen: (200, {"result": {"ttl": 60}})
+    with pytest.raises(AdapterError, match=r"the answer has no usable token at 'result\.token'"):
+        rest(auth=exchange(erp)).fetch(batch("A", ["S1"]))
+
+
+@pytest.mark.parametrize("change,key,message", [
+    ({"body": {"a": "{{ tokn }}"}}, "body.a", "unknown name 'tokn' in the template (a call has: token)"),
+    ({"encoding": "form", "body": {"a": {"b": "{{ token }}"}}}, "body.a",
+     "With encoding: form, every value must be a string or a number (form fields are flat)."),
+    ({"token_path": "result[?"}, "token_path", "not a JMESPath expression"),
+    ({"encoding": "xml"}, "encoding", "Must be 'json' (a JSON body) or 'form'"),
+    ({"url": "ftp://x"}, "url", "Must be an http:// or https:// URL with a host."),
+    ({"body": None}, "body", "Field may not be null."),
+])
+def test_a_bad_exchange_is_refused_at_load_naming_the_key(config_file, change, key, message):
+    exchange_block = {"url": "https://idp/exchange", "body": {"a": "{{ token }}"}, **change}
+    path = config_file({"adapters": [{"name": "erp", "type": "rest", "url": "https://erp/atp", "auth": {
+        "type": "oauth2_client_credentials", "token_url": "https://idp/token", "client_id": "c",
+        "client_secret": "s", "exchange": exchange_block}}]})
+    with pytest.raises(ConfigError) as exc:
+        load_config(path)
+    assert [p for p in exc.value.problems if f"adapters[0].auth.exchange.{key}: {message}" in p], exc.value.problems
