@@ -33,6 +33,8 @@ ERP_TOKEN = "example-erp-token-4242"
 ERP_PASSWORD = "example-erp-password-4242"
 ERPNEXT_API_KEY = "4d8c1f0a9b2e7f3"
 ERPNEXT_API_SECRET = "example-erpnext-secret-4242"
+CT_CLIENT_ID = "example-ct-client-4242"
+CT_CLIENT_SECRET = "example-ct-secret-4242"
 
 
 @dataclass
@@ -76,6 +78,16 @@ def erpnext(seed) -> Callable:
 
     def start():
         standin = ERPNext(api_key=ERPNEXT_API_KEY, api_secret=ERPNEXT_API_SECRET)
+        seed(standin)
+        return standin.start()
+    return start
+
+
+def commercetools(seed) -> Callable:
+    from tests.vendors.commercetools import Commercetools
+
+    def start():
+        standin = Commercetools(project_key="atp-demo", client_id=CT_CLIENT_ID, client_secret=CT_CLIENT_SECRET)
         seed(standin)
         return standin.start()
     return start
@@ -132,6 +144,15 @@ CASES = {
         standin=erpnext(lambda s: s.add_bin("1000061", "Stores - AC", 14.0, 4.0)),
         asked=lambda s: len(s.asked),
         ask=[("p-1000061", "1000061", "US01", 10), ("p-1000061", "1000061", "US02", 0)]),
+    # the example's location_map: US01 and DC01 are supply channels; WEB is the channel-less stock
+    "commercetools": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "CT_API_URL": "{erp}", "CT_AUTH_URL": "{erp}", "CT_PROJECT_KEY": None,
+             "CT_CLIENT_ID": CT_CLIENT_ID, "CT_CLIENT_SECRET": CT_CLIENT_SECRET},
+        standin=commercetools(lambda s: (s.add("1000061", "b2a4f6e8-1c3d-4e5f-8a9b-0c1d2e3f4a5b", 14),
+                                         s.add("1000061", None, 5))),
+        asked=lambda s: len(s.asked),
+        ask=[("p-1000061", "1000061", "US01", 14), ("p-1000061", "1000061", "DC01", 0),
+             ("p-1000061", "1000061", "WEB", 5)]),
 }
 
 
