@@ -27,7 +27,9 @@ BUILTINS = {
     "sap-material-stock": "atp_bridge.adapters.engine.connectors.sap:SapMaterialStock",
     "d365-inventory-visibility": "atp_bridge.adapters.engine.connectors.d365:InventoryVisibility",
     "netsuite": "atp_bridge.adapters.engine.connectors.netsuite:NetSuite",
+    "commercetools": "atp_bridge.adapters.engine.connectors.commercetools:Commercetools",
     "erpnext": "atp_bridge.adapters.engine.connectors.erpnext:ERPNext",
+    "salesforce-oci": "atp_bridge.adapters.engine.connectors.salesforce:OmnichannelInventory",
 }
 
 _plugins: dict | None = None
