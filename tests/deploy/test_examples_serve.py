@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import re
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +94,30 @@ def commercetools(seed) -> Callable:
     return start
 
 
+def d365(seed) -> Callable:
+    from tests.vendors.d365 import InventoryVisibilityServer
+
+    def start():
+        standin = InventoryVisibilityServer()
+        seed(standin)
+        return standin.start()
+    return start
+
+
+NETSUITE_KEY = Path(tempfile.mkdtemp(prefix="atp-bridge-ns-")) / "netsuite.pem"
+
+
+def netsuite(seed) -> Callable:
+    from tests.vendors.netsuite import NetSuite, public_key, write_key
+
+    def start():
+        write_key(NETSUITE_KEY, "rsa")  # made now: no key is ever committed
+        standin = NetSuite(client_id="ns-client-0001", certificates={"cert-rsa": public_key(NETSUITE_KEY)})
+        seed(standin)
+        return standin.start()
+    return start
+
+
 def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -124,6 +149,24 @@ CASES = {
         erp_stock={("p-1000061", "DC01"): 40},
         erp_auth=basic("atp-bridge", ERP_PASSWORD),
         ask=[("p-1000061", "1000061", "S001", 3), ("p-1000061", "1000061", "DC01", 35)]),
+    # the example's location_map: store-seattle -> 1/11, dc-west -> 2/21
+    "d365-inventory-visibility": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "D365_IV_URL": "{erp}",
+             "D365_ENVIRONMENT_ID": "9a1b2c3d-4e5f-4a6b-8c7d-0123456789ab", "D365_ORGANIZATION_ID": "usmf",
+             "AZURE_TENANT_ID": "11111111-2222-3333-4444-555555555555",
+             "AZURE_CLIENT_ID": "2d3e4f50-6172-4839-9a0b-1c2d3e4f5061", "AZURE_CLIENT_SECRET": "iv-app-secret-0001",
+             "D365_AAD_AUTHORITY": "{erp}", "D365_SECURITY_TOKEN_URL": "{erp}/token"},
+        standin=d365(lambda s: s.put("1000061", "1", "11", 12)),
+        asked=lambda s: len(s.requests(s.query_path)),
+        ask=[("p-1000061", "1000061", "store-seattle", 12), ("p-1000061", "1000061", "dc-west", 0)]),
+    # the example's location_map: US01 -> NetSuite location 11
+    "netsuite": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "NETSUITE_ACCOUNT_ID": "1234567", "NETSUITE_URL": "{erp}",
+             "NETSUITE_CLIENT_ID": "ns-client-0001", "NETSUITE_CERTIFICATE_ID": "cert-rsa",
+             "NETSUITE_PRIVATE_KEY_FILE": str(NETSUITE_KEY)},
+        standin=netsuite(lambda s: s.stock.update({("1000061", "11"): "14"})),
+        asked=lambda s: len(s.suiteql_calls()),
+        ask=[("p-1000061", "1000061", "US01", 14)]),
     "sap-availability": Case(
         env={"NEWSTORE_API_KEY": API_KEY, "SAP_URL": "{erp}/sap/opu/odata/sap/API_PRODUCT_AVAILY_INFO_BASIC",
              "SAP_USER": None, "ERP_PASSWORD": ERP_PASSWORD},
