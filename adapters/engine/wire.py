@@ -36,18 +36,39 @@ def allowed_names(per: str) -> frozenset:
     return NAMES - drop
 
 
-def calls(batch: Batch, per: str, batch_size: int) -> list[Call]:
+def calls(batch: Batch, per: str, batch_size: int, max_products: int | None = None,
+          max_locations: int | None = None) -> list[Call]:
     """The calls for ``batch``: one per product, location or pair, or (``batch``)
-    grids of at most ``batch_size`` pairs, cut along the products."""
+    grids of at most ``batch_size`` pairs, cut along the products.
+
+    ``max_products`` / ``max_locations`` cap the ids of one call, for APIs that
+    take at most so many of each (Salesforce Omnichannel Inventory: 100 SKUs and
+    100 locations): the locations are cut into runs of at most ``max_locations``
+    (``per: batch`` and ``product``), and within each run the products into runs
+    of at most ``max_products`` (``per: batch`` and ``location``), so every pair
+    is asked exactly once. None: no cap."""
     products, locations = tuple(batch.products), tuple(batch.locations)
     if per == "pair":
         return [Call((p,), (loc,), p, loc) for p in products for loc in locations]
     if per == "product":
-        return [Call((p,), locations, product=p) for p in products]
+        return [Call((p,), locs, product=p) for p in products for locs in _runs(locations, max_locations)]
     if per == "location":
-        return [Call(products, (loc,), location=loc) for loc in locations]
-    step = max(1, batch_size // max(1, len(locations)))
-    return [Call(products[i:i + step], locations) for i in range(0, len(products), step)]
+        return [Call(prods, (loc,), location=loc) for loc in locations
+                for prods in _runs(products, max_products)]
+    out = []
+    for locs in _runs(locations, max_locations):
+        step = max(1, batch_size // max(1, len(locs)))
+        if max_products is not None:
+            step = min(step, max_products)
+        out += [Call(products[i:i + step], locs) for i in range(0, len(products), step)]
+    return out
+
+
+def _runs(ids: tuple, cap: int | None) -> list[tuple]:
+    """``ids`` in consecutive runs of at most ``cap`` (one run: no cap, or no ids)."""
+    if cap is None or len(ids) <= cap:
+        return [ids]
+    return [ids[i:i + cap] for i in range(0, len(ids), cap)]
 
 
 class TemplateWire:
@@ -55,12 +76,21 @@ class TemplateWire:
     and an ``extract`` block (the REST adapter calls these three)."""
 
     def __init__(self, url: str, per: str, template: CallTemplate, extractor: Extractor,
-                 paginator=None):
+                 paginator=None, max_products: int | None = None, max_locations: int | None = None):
         self.url, self.per, self.template, self.extractor = url.rstrip("/"), per, template, extractor
         self.paginator = paginator  # adapters/engine/paginate.py, or None: one page
+        for name, cap in (("max_products", max_products), ("max_locations", max_locations)):
+            if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+                raise ValueError(f"{name} must be a whole number of at least 1, not {cap!r}")
+        self.max_products, self.max_locations = max_products, max_locations  # ids per call; see calls()
+
+    def capped(self, max_products: int | None = None, max_locations: int | None = None) -> "TemplateWire":
+        """This wire with (other) per-call caps on products and locations."""
+        return TemplateWire(self.url, self.per, self.template, self.extractor, self.paginator,
+                            max_products, max_locations)
 
     def calls(self, batch: Batch, batch_size: int) -> list[Call]:
-        return calls(batch, self.per, batch_size)
+        return calls(batch, self.per, batch_size, self.max_products, self.max_locations)
 
     def encode(self, call: Call, page: dict | None = None) -> dict:
         """``requests`` keyword arguments for ``call`` (``url`` included), for ``page``."""
