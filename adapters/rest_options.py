@@ -345,8 +345,9 @@ class RestOptionsSchema(Schema):
                                                                    "reset_s": 1.0})
 
     # the engine's keys (adapters/engine/options.py)
-    per, vars, path, params, body, extract, paginate = (
-        ENGINE_FIELDS[k] for k in ("per", "vars", "path", "params", "body", "extract", "paginate"))
+    per, vars, path, params, body, extract, paginate, max_products, max_locations = (
+        ENGINE_FIELDS[k] for k in ("per", "vars", "path", "params", "body", "extract", "paginate",
+                                   "max_products", "max_locations"))
 
     @validates_schema(pass_original=True)
     def _engine(self, data, original, **kwargs):

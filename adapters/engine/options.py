@@ -122,6 +122,9 @@ def engine_fields() -> dict:
         "body": fields.Raw(load_default=None),
         "extract": fields.Nested(ExtractSchema, load_default=None),
         "paginate": _Paginate(load_default=None),
+        # per-call caps on the ids of one call (adapters/engine/wire.py calls())
+        "max_products": fields.Integer(load_default=None, validate=validate.Range(min=1, max=100_000)),
+        "max_locations": fields.Integer(load_default=None, validate=validate.Range(min=1, max=100_000)),
     }
 
 
@@ -131,12 +134,14 @@ def build_wire(data: dict, given: set) -> None:
     the keys present in the YAML (to tell a default from an explicit value)."""
     per, extract, paginator = data.pop("per"), data.pop("extract"), data.pop("paginate")
     path, params, body, vars_ = data.pop("path"), data.pop("params"), data.pop("body"), data.pop("vars")
+    caps = {k: data.pop(k) for k in ("max_products", "max_locations")}
     engine = [k for k in ENGINE_KEYS if k in given]
     if not engine:
-        if per is not None or vars_:
+        misplaced = [k for k, v in (("per", per), ("vars", vars_), *caps.items()) if v]
+        if misplaced:
             raise ValidationError("Only with the engine's templates (path, params, body, extract); "
                                   "the built-in request styles choose their own calls.",
-                                  field_name="per" if per is not None else "vars")
+                                  field_name=misplaced[0])
         return
     for builtin in ("request", "response"):
         if builtin in given:
@@ -147,6 +152,10 @@ def build_wire(data: dict, given: set) -> None:
         raise ValidationError("Required with path, params or body: how to read the answer.",
                               field_name="extract")
     per = per or "batch"
+    for key, one in (("max_products", "product"), ("max_locations", "location")):
+        if caps[key] is not None and per in (one, "pair"):
+            raise ValidationError(f"Has no effect with per: {per} (every call asks one {one}).",
+                                  field_name=key)
     for name in ("product", "location"):
         if extract.paths[name] is None and name not in allowed_names(per):
             raise ValidationError(f"Required unless per: {name} or pair (a call per {per} does "
@@ -164,4 +173,4 @@ def build_wire(data: dict, given: set) -> None:
         raise _problem(str(e)) from None
     if data.get("method") is None:
         data["method"] = "POST" if body is not None else "GET"
-    data["wire"] = TemplateWire(data["url"], per, template, extract, paginator)
+    data["wire"] = TemplateWire(data["url"], per, template, extract, paginator, **caps)

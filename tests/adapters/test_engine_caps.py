@@ -93,3 +93,29 @@ def test_a_capped_adapter_asks_within_the_caps_and_answers_every_pair_by_positio
     assert len(erp.asked) == 6  # 3 runs of products x 2 runs of locations
     assert Counter((p, loc) for b in erp.asked for p in b["products"] for loc in b["locations"]) == \
         Counter({(p, loc): 1 for p in products for loc in locations})
+
+
+def test_max_products_and_max_locations_are_keys_of_a_rest_adapter(erp, rest):
+    erp.respond, erp.asked = capped_erp, []
+    products, locations = [f"P{i}" for i in range(7)], [f"S{i}" for i in range(5)]
+    erp.stock = {(p, loc): i * 10 + j for i, p in enumerate(products) for j, loc in enumerate(locations)}
+    adapter = rest(max_products=3, max_locations=3, **ENGINE)
+    assert adapter.fetch(batch(products, locations)) == [i * 10 + j for i in range(7) for j in range(5)]
+    assert sorted((len(b["products"]), len(b["locations"])) for b in erp.asked) == \
+        [(1, 2), (1, 3), (3, 2), (3, 2), (3, 3), (3, 3)]
+
+
+@pytest.mark.parametrize("options,key,message", [
+    ({"max_products": 0, **ENGINE}, "max_products", "Must be greater than or equal to 1"),
+    ({"max_locations": "many", **ENGINE}, "max_locations", "Not a valid integer."),
+    ({"max_products": 5, "per": "product", **ENGINE}, "max_products", "Has no effect with per: product"),
+    ({"max_locations": 5, "per": "pair", **ENGINE}, "max_locations", "Has no effect with per: pair"),
+    ({"max_products": 5}, "max_products", "Only with the engine's templates"),
+])
+def test_a_bad_cap_names_its_key(options, key, message):
+    from marshmallow import ValidationError
+
+    from atp_bridge.adapters.rest_options import RestOptionsSchema
+    with pytest.raises(ValidationError) as exc:
+        RestOptionsSchema().load({"url": "http://erp.example/atp", **options})
+    assert key in exc.value.messages and str(exc.value.messages[key]).find(message) >= 0, exc.value.messages

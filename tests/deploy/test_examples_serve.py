@@ -34,6 +34,8 @@ ERP_TOKEN = "example-erp-token-4242"
 ERP_PASSWORD = "example-erp-password-4242"
 ERPNEXT_API_KEY = "4d8c1f0a9b2e7f3"
 ERPNEXT_API_SECRET = "example-erpnext-secret-4242"
+SALESFORCE_CLIENT_ID = "3MVG9.example-consumer-key"
+SALESFORCE_CLIENT_SECRET = "example-salesforce-secret-4242"
 CT_CLIENT_ID = "example-ct-client-4242"
 CT_CLIENT_SECRET = "example-ct-secret-4242"
 
@@ -89,6 +91,16 @@ def commercetools(seed) -> Callable:
 
     def start():
         standin = Commercetools(project_key="atp-demo", client_id=CT_CLIENT_ID, client_secret=CT_CLIENT_SECRET)
+        seed(standin)
+        return standin.start()
+    return start
+
+
+def salesforce(seed) -> Callable:
+    from tests.vendors.salesforce import OmnichannelInventory
+
+    def start():
+        standin = OmnichannelInventory(client_id=SALESFORCE_CLIENT_ID, client_secret=SALESFORCE_CLIENT_SECRET)
         seed(standin)
         return standin.start()
     return start
@@ -167,6 +179,13 @@ CASES = {
         standin=netsuite(lambda s: s.stock.update({("1000061", "11"): "14"})),
         asked=lambda s: len(s.suiteql_calls()),
         ask=[("p-1000061", "1000061", "US01", 14)]),
+    # 1000061 at WH-EAST (US01 in the example's location_map): 14 available to fulfill
+    "salesforce-oci": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "SALESFORCE_URL": "{erp}", "SALESFORCE_API_VERSION": None,
+             "SALESFORCE_CLIENT_ID": SALESFORCE_CLIENT_ID, "SALESFORCE_CLIENT_SECRET": SALESFORCE_CLIENT_SECRET},
+        standin=salesforce(lambda s: s.stock.update({("1000061", "WH-EAST"): 14})),
+        asked=lambda s: len(s.asked),
+        ask=[("p-1000061", "1000061", "US01", 14), ("p-1000061", "1000061", "US02", 0)]),
     "sap-availability": Case(
         env={"NEWSTORE_API_KEY": API_KEY, "SAP_URL": "{erp}/sap/opu/odata/sap/API_PRODUCT_AVAILY_INFO_BASIC",
              "SAP_USER": None, "ERP_PASSWORD": ERP_PASSWORD},

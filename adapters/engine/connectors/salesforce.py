@@ -84,11 +84,6 @@ class OmnichannelInventory(Connector):
         "location_groups": fields.Boolean(load_default=False),
     }
 
-    def __init__(self, name: str, *, wire, **kw):
-        # the documented limits per call; TODO: the preset's max_products / max_locations
-        # once the engine's options declare them (adapters/engine/options.py)
-        super().__init__(name, wire=wire.capped(max_products=MAX_IDS, max_locations=MAX_IDS), **kw)
-
     @classmethod
     def preset(cls, own: dict) -> dict:
         url = own["url"].rstrip("/")
@@ -98,6 +93,7 @@ class OmnichannelInventory(Connector):
             "per": "batch",
             # the caps decide the grid of a call (100 x 100); batch_size may make it smaller
             "batch_size": MAX_IDS * MAX_IDS,
+            "max_products": MAX_IDS, "max_locations": MAX_IDS,
             "path": AVAILABILITY_PATH,
             # two NewStore ids mapped to one Salesforce id are asked once (case matters)
             "body": {"stockKeepingUnits": "{{ products | unique(true) | list }}",
