@@ -224,6 +224,7 @@ class RestAdapter(Adapter):
         """``(status, body, headers)`` of one HTTP request with a 2xx answer, after
         retries and one token refresh; any other outcome is an AdapterError."""
         extra_headers = kwargs.pop("headers", {})
+        retry_wanted = getattr(self.wire, "retry_wanted", None)
         attempt, refreshed = 0, False
         while True:
             remaining = deadline - time.monotonic()
@@ -267,6 +268,10 @@ class RestAdapter(Adapter):
                 attempt += 1
                 continue
             if status == 429 and self._may_retry(attempt, deadline, retry_after(headers)):
+                attempt += 1
+                continue
+            if (200 <= status < 300 and retry_wanted is not None and retry_wanted(body)
+                    and self._may_retry(attempt, deadline)):  # extract.retry_on: Shopify's THROTTLED
                 attempt += 1
                 continue
             if not 200 <= status < 300:

@@ -11,6 +11,10 @@ expression that finds an object or a number instead of a list is one row; a
 row that is a number is its own ATP (``atp`` defaults to ``@`` then).
 ``errors``, if set, is an expression for the errors a 2xx answer may carry
 (GraphQL's ``errors[].message``): any makes the call fail with them.
+``retry_on``, if set, is an expression on a 2xx answer: truthy (Shopify's
+``errors[?extensions.code=='THROTTLED']``) makes the REST adapter retry the
+call like a 503, within ``retries`` and the deadline; the last answer is then
+read as usual (its ``errors`` fail the call).
 ``combine`` decides what several rows of one pair make: ``sum`` (stock split
 by storage location, lot or colour), ``max``, ``min`` or ``first``.
 ``ignore_case: true`` matches the answer's keys without regard to case
@@ -79,7 +83,7 @@ class Extractor:
 
     def __init__(self, *, rows="@", product: str | None = None, location: str | None = None,
                  atp: str = "atp", minus: str | None = None, combine: str = "first",
-                 errors: str | None = None, ignore_case: bool = False):
+                 errors: str | None = None, ignore_case: bool = False, retry_on: str | None = None):
         levels = rows if isinstance(rows, list) else [rows]
         if not levels:
             raise ExtractProblem("rows: give at least one expression")
@@ -95,9 +99,16 @@ class Extractor:
         self.atp = expr(atp, "atp")
         self.minus = expr(minus, "minus") if minus else None
         self.errors = expr(errors, "errors") if errors else None
+        self.retry_on = expr(retry_on, "retry_on") if retry_on else None
         if combine not in COMBINE:
             raise ExtractProblem(f"combine: must be one of {', '.join(COMBINE)}")
         self.combine = COMBINE[combine]
+
+    def retry_wanted(self, doc) -> bool:
+        """True when ``retry_on`` finds something in the answer ``doc``."""
+        if self.retry_on is None:
+            return False
+        return bool(self.retry_on(lower_keys(doc) if self.ignore_case else doc))
 
     def rows(self, doc) -> list:
         if self.ignore_case:

@@ -96,6 +96,7 @@ class ExtractSchema(Schema):
     combine = fields.String(load_default="first", validate=validate.OneOf(COMBINE))
     errors = fields.String(load_default=None, validate=validate.Length(min=1))
     ignore_case = fields.Boolean(load_default=False)
+    retry_on = fields.String(load_default=None, validate=validate.Length(min=1))
 
     @post_load
     def _compile(self, data, **kwargs):

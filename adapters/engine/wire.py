@@ -109,6 +109,16 @@ class TemplateWire:
             self.paginator.apply(kwargs, page)
         return kwargs
 
+    def retry_wanted(self, body: bytes) -> bool:
+        """A 2xx answer to be retried like a 503 (``extract.retry_on``); never
+        for an answer that is not JSON (parse reports that)."""
+        if self.extractor.retry_on is None:
+            return False
+        try:
+            return self.extractor.retry_wanted(orjson.loads(body))
+        except orjson.JSONDecodeError:
+            return False
+
     def parse(self, body: bytes, call: Call) -> dict:
         return self.extractor.extract(_json(body), call.product, call.location)
 
