@@ -33,7 +33,8 @@ SECRETS = {"NEWSTORE_API_KEY": "example-newstore-key-0123456789", "ERP_TOKEN": "
            "ERPNEXT_API_KEY": "example-erpnext-key", "ERPNEXT_API_SECRET": "example-erpnext-secret",
            "CT_CLIENT_ID": "example-ct-client", "CT_CLIENT_SECRET": "example-ct-secret",
            "SALESFORCE_URL": "https://example.my.salesforce.com", "SALESFORCE_CLIENT_ID": "example-sf-client",
-           "SALESFORCE_CLIENT_SECRET": "example-sf-secret"}
+           "SALESFORCE_CLIENT_SECRET": "example-sf-secret",
+           "SHOPIFY_URL": "https://example.myshopify.com", "SHOPIFY_ACCESS_TOKEN": "shpat_example-token"}
 
 
 @pytest.fixture(scope="module")

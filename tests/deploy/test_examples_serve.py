@@ -34,6 +34,7 @@ ERP_TOKEN = "example-erp-token-4242"
 ERP_PASSWORD = "example-erp-password-4242"
 ERPNEXT_API_KEY = "4d8c1f0a9b2e7f3"
 ERPNEXT_API_SECRET = "example-erpnext-secret-4242"
+SHOPIFY_ACCESS_TOKEN = "shpat_example0123456789abcdef"
 SALESFORCE_CLIENT_ID = "3MVG9.example-consumer-key"
 SALESFORCE_CLIENT_SECRET = "example-salesforce-secret-4242"
 CT_CLIENT_ID = "example-ct-client-4242"
@@ -91,6 +92,16 @@ def commercetools(seed) -> Callable:
 
     def start():
         standin = Commercetools(project_key="atp-demo", client_id=CT_CLIENT_ID, client_secret=CT_CLIENT_SECRET)
+        seed(standin)
+        return standin.start()
+    return start
+
+
+def shopify(seed) -> Callable:
+    from tests.vendors.shopify import ShopifyAdmin
+
+    def start():
+        standin = ShopifyAdmin(token=SHOPIFY_ACCESS_TOKEN)
         seed(standin)
         return standin.start()
     return start
@@ -184,6 +195,13 @@ CASES = {
         env={"NEWSTORE_API_KEY": API_KEY, "SALESFORCE_URL": "{erp}", "SALESFORCE_API_VERSION": None,
              "SALESFORCE_CLIENT_ID": SALESFORCE_CLIENT_ID, "SALESFORCE_CLIENT_SECRET": SALESFORCE_CLIENT_SECRET},
         standin=salesforce(lambda s: s.stock.update({("1000061", "WH-EAST"): 14})),
+        asked=lambda s: len(s.asked),
+        ask=[("p-1000061", "1000061", "US01", 14), ("p-1000061", "1000061", "US02", 0)]),
+    # 1000061 at Shopify location 71234567890 (US01 in the example's location_map): 14 available
+    "shopify": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "SHOPIFY_URL": "{erp}", "SHOPIFY_API_VERSION": None,
+             "SHOPIFY_ACCESS_TOKEN": SHOPIFY_ACCESS_TOKEN},
+        standin=shopify(lambda s: s.items.update({"1000061": {71234567890: 14}})),
         asked=lambda s: len(s.asked),
         ask=[("p-1000061", "1000061", "US01", 14), ("p-1000061", "1000061", "US02", 0)]),
     "sap-availability": Case(
