@@ -30,6 +30,7 @@ BUILTINS = {
     "commercetools": "atp_bridge.adapters.engine.connectors.commercetools:Commercetools",
     "erpnext": "atp_bridge.adapters.engine.connectors.erpnext:ERPNext",
     "salesforce-oci": "atp_bridge.adapters.engine.connectors.salesforce:OmnichannelInventory",
+    "odoo": "atp_bridge.adapters.engine.connectors.odoo:Odoo",
     "shopify": "atp_bridge.adapters.engine.connectors.shopify:Shopify",
 }
 
