@@ -25,8 +25,9 @@ Two APIs (``api``):
   "search_read", [domain], {"fields", "context"}]}}``; the answer's
   ``result`` is the list. Errors come in a 200 as ``error`` (``data.message``:
   "Access Denied", "Invalid field ..."), which fail the call with that message.
-  ``uid`` (the user's id) is required: the ``common.authenticate`` login step
-  is not made by the bridge.
+  ``uid`` is the user's id; give it, or ``login`` (the user's login) and
+  the bridge asks ``common.authenticate(database, login, api_key, {})`` once,
+  on the first lookup, and keeps the uid it answers.
 
 Records of one product code (``default_code`` is not unique in Odoo) are
 added up; a product the answer leaves out (unknown code, archived) is unknown.
@@ -42,14 +43,17 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 from urllib.parse import urlsplit
 
+import orjson
 from marshmallow import ValidationError, fields, validate
 
 from atp_bridge.adapters.base import Batch
 from atp_bridge.adapters.engine.connector import Connector
 from atp_bridge.adapters.rest_options import _http_url
-from atp_bridge.adapters.rest_wire import safe_url
+from atp_bridge.adapters.rest_wire import safe_url, vendor_message
+from atp_bridge.errors import AdapterError
 
 __all__ = ["Odoo", "APIS", "JSON2_PATH", "JSONRPC_PATH", "QUANTITIES"]
 
@@ -63,8 +67,8 @@ _LOCATION_ID = re.compile(r"[1-9][0-9]{0,9}")  # stock.location ids: positive in
 _FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
 _WARNED_MAX = 1000
 _REQUIRED = {"database": "Required with api: jsonrpc: the database name.",
-             "uid": "Required with api: jsonrpc: the id of the API key's user (Settings > Users, or "
-                    "common.authenticate); the bridge does not log in."}
+             "uid": "Required with api: jsonrpc: uid (the id of the API key's user) or login "
+                    "(the bridge then asks common.authenticate for the uid)."}
 
 # json2: an answer that is not the list of records is a wrong url, not "no stock"
 _JSON2_ERRORS = ("type(@) != 'array' && 'no list of records in the answer (is url the Odoo "
@@ -103,6 +107,7 @@ class Odoo(Connector):
         "api_key": fields.String(required=True, validate=_not_blank("API key")),
         "uid": fields.Integer(load_default=None, strict=True, validate=validate.Range(
             min=1, error="Must be the user's id, a whole number of at least 1.")),
+        "login": fields.String(load_default=None, validate=_not_blank("user's login")),
         "product_field": fields.String(load_default="default_code", validate=validate.Regexp(
             _FIELD, error="Must be a field name of product.product like default_code or barcode.")),
         "quantity": fields.String(load_default="free_qty", validate=validate.OneOf(
@@ -118,16 +123,26 @@ class Odoo(Connector):
             # not a secret: kept out of the redacted static headers
             self.session.headers["X-Odoo-Database"] = own["database"]
         self._warned: set[str] = set()
+        self._vars = own
+        self._uid_lock = threading.Lock()
 
     @classmethod
     def preset(cls, own: dict) -> dict:
         api, field, quantity = own["api"], own["product_field"], own["quantity"]
         if api == "jsonrpc":
-            missing = [k for k in ("database", "uid") if own[k] is None]
+            missing = [k for k in ("database",) if own[k] is None]
+            if own["uid"] is None and own["login"] is None:
+                missing.append("uid")
             if missing:
                 raise ValidationError({k: [_REQUIRED[k]] for k in missing})
-        elif own["uid"] is not None:
-            raise ValidationError({"uid": ["Only with api: jsonrpc (json2 knows the user from the API key)."]})
+            if own["uid"] is not None and own["login"] is not None:
+                raise ValidationError({"login": ["Give uid or login, not both (with login the bridge "
+                                                 "asks common.authenticate for the uid)."]})
+        else:
+            for key in ("uid", "login"):
+                if own[key] is not None:
+                    raise ValidationError({key: ["Only with api: jsonrpc (json2 knows the user from the "
+                                                 "API key)."]})
         domain = [[field, "in", "{{ products | unique | list }}"]]
         kwargs = {"fields": [field, quantity], "context": {"location": "{{ location | int }}"}}
         url = own["url"].rstrip("/")
@@ -139,10 +154,10 @@ class Odoo(Connector):
             extract.update(rows="@", errors=_JSON2_ERRORS)
             path = JSON2_PATH
         else:
-            vars_["api_key"] = own["api_key"]
+            vars_.update(api_key=own["api_key"], uid=own["uid"], login=own["login"])
             body = {"jsonrpc": "2.0", "method": "call", "id": 1, "params": {
                 "service": "object", "method": "execute_kw",
-                "args": ["{{ vars.database }}", own["uid"], "{{ vars.api_key }}",
+                "args": ["{{ vars.database }}", "{{ vars.uid }}", "{{ vars.api_key }}",
                          "product.product", "search_read", [domain], kwargs]}}
             auth = None
             extract.update(rows="result", errors=_JSONRPC_ERRORS)
@@ -163,7 +178,40 @@ class Odoo(Connector):
                             "pairs are unknown; map it with location_map", self.name, loc)
         if not asked:
             return {}
+        if self._vars.get("api") == "jsonrpc" and self._vars.get("uid") is None:
+            self._authenticate(batch.deadline)
         return super().lookup(Batch(list(dict.fromkeys(batch.products)), asked, batch.deadline))
+
+    def _authenticate(self, deadline: float) -> None:
+        """``common.authenticate``: the uid of ``login``, asked once and kept."""
+        with self._uid_lock:
+            if self._vars.get("uid") is not None:
+                return
+            url = self.url + JSONRPC_PATH
+            where = f"POST {safe_url(url)} (common.authenticate)"
+            body = {"jsonrpc": "2.0", "method": "call", "id": 1, "params": {
+                "service": "common", "method": "authenticate",
+                "args": [self._vars["database"], self._vars["login"], self._vars["api_key"], {}]}}
+            _, raw, _ = self._request(url, {"data": orjson.dumps(body),
+                                            "headers": {"Content-Type": "application/json"}}, deadline, where)
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                doc = None
+            if not isinstance(doc, dict):
+                raise AdapterError(self.name, f"{where}: the answer is not a JSON-RPC object")
+            error = doc.get("error")
+            if error is not None:
+                message = (error.get("data") or {}).get("message") or error.get("message") \
+                    if isinstance(error, dict) else None
+                message = message or vendor_message(raw) or "error"
+                raise AdapterError(self.name, f"{where}: {self.redact(str(message))[:200]}")
+            uid = doc.get("result")
+            if isinstance(uid, bool) or not isinstance(uid, int) or uid < 1:
+                raise AdapterError(self.name, f"{where}: Odoo refused the login and API key (the answer "
+                                              f"was {str(uid).lower() if isinstance(uid, bool) else 'no uid'}); "
+                                              f"check database, login and api_key")
+            self._vars["uid"] = uid
 
     def __repr__(self) -> str:
         return f"Odoo({self.name!r}, {safe_url(self.url)})"

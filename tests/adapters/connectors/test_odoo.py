@@ -256,8 +256,41 @@ def test_jsonrpc_answer_without_a_result_list_is_an_error(server, odoo):
         odoo(api="jsonrpc").fetch(batch(["A"], ["8"]))
 
 
+def test_jsonrpc_with_login_asks_authenticate_once_and_uses_its_uid(server, odoo):
+    server.stock = {("A", 8): 4.0, ("A", 19): 1.0}
+    adapter = odoo(api="jsonrpc", uid=None, login=server.login, max_concurrency=4)
+    assert adapter.fetch(batch(["A"], ["8", "19"])) == [4.0, 1.0]
+    assert adapter.fetch(batch(["A"], ["19"])) == [1.0]
+    calls = server.requests("/jsonrpc")
+    services = [(c.json()["params"]["service"], c.json()["params"]["method"]) for c in calls]
+    assert services == [("common", "authenticate")] + [("object", "execute_kw")] * 3
+    assert calls[0].json()["params"]["args"] == [server.database, server.login, server.api_key, {}]
+    assert all(c.json()["params"]["args"][1] == 7 for c in calls[1:])
+
+
+@pytest.mark.parametrize("change", [{"login": "nobody@example.com"}, {"api_key": "0000wrong0000key0000"}])
+def test_jsonrpc_a_refused_login_fails_clearly_and_is_asked_again_next_time(server, odoo, change):
+    adapter = odoo(api="jsonrpc", uid=None, **{"login": server.login, **change})
+    for _ in range(2):
+        with pytest.raises(AdapterError) as exc:
+            adapter.fetch(batch(["A"], ["8"]))
+        message = str(exc.value)
+        assert "/jsonrpc (common.authenticate): Odoo refused the login and API key (the answer was false)" \
+            in message
+        assert "0000wrong0000key0000" not in message
+    assert len(server.requests("/jsonrpc")) == 2 and server.asked == []
+
+
+def test_jsonrpc_authenticate_error_object_surfaces(server, odoo):
+    server.respond = lambda s, seen: (200, {"jsonrpc": "2.0", "id": 1, "error": {
+        "code": 200, "message": "Odoo Server Error",
+        "data": {"name": "psycopg2.OperationalError", "message": 'database "x" does not exist'}}})
+    with pytest.raises(AdapterError, match=r'common.authenticate\): database "x" does not exist'):
+        odoo(api="jsonrpc", uid=None, login="bot").fetch(batch(["A"], ["8"]))
+
+
 def test_the_stand_ins_authenticate_answers_the_uid(server):
-    # common.authenticate as documented (the connector takes uid instead; see the README)
+    # common.authenticate as documented (the connector asks it when given login)
     import requests
     body = {"jsonrpc": "2.0", "method": "call", "id": 3,
             "params": {"service": "common", "method": "authenticate",
@@ -292,7 +325,10 @@ def problems_of(tmp_path, **options) -> list[str]:
     ({"url": "https://mycompany.odoo.com/jsonrpc"}, "adapters[0].url: Must be the Odoo server's base URL"),
     ({"url": "mycompany.odoo.com"}, "adapters[0].url: Must be an http:// or https:// URL with a host."),
     ({"api": "xmlrpc"}, "adapters[0].api: Must be json2 (Odoo 19 and later) or jsonrpc (Odoo 17 and 18)."),
-    ({"api": "jsonrpc"}, "adapters[0].uid: Required with api: jsonrpc: the id of the API key's user"),
+    ({"api": "jsonrpc"}, "adapters[0].uid: Required with api: jsonrpc: uid (the id of the API key's user) "
+                         "or login"),
+    ({"api": "jsonrpc", "uid": 2, "login": "bot"}, "adapters[0].login: Give uid or login, not both"),
+    ({"login": "bot"}, "adapters[0].login: Only with api: jsonrpc"),
     ({"api": "jsonrpc", "uid": 2, "database": None}, "adapters[0].database: Required with api: jsonrpc"),
     ({"api": "jsonrpc", "uid": "2"}, "adapters[0].uid: Not a valid integer."),
     ({"api": "jsonrpc", "uid": 0}, "adapters[0].uid: Must be the user's id, a whole number of at least 1."),
