@@ -34,7 +34,8 @@ SECRETS = {"NEWSTORE_API_KEY": "example-newstore-key-0123456789", "ERP_TOKEN": "
            "CT_CLIENT_ID": "example-ct-client", "CT_CLIENT_SECRET": "example-ct-secret",
            "SALESFORCE_URL": "https://example.my.salesforce.com", "SALESFORCE_CLIENT_ID": "example-sf-client",
            "SALESFORCE_CLIENT_SECRET": "example-sf-secret",
-           "SHOPIFY_URL": "https://example.myshopify.com", "SHOPIFY_ACCESS_TOKEN": "shpat_example-token"}
+           "SHOPIFY_URL": "https://example.myshopify.com", "SHOPIFY_ACCESS_TOKEN": "shpat_example-token",
+           "ODOO_URL": "https://mycompany.odoo.com", "ODOO_API_KEY": "example-odoo-key"}
 
 
 @pytest.fixture(scope="module")

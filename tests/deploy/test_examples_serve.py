@@ -35,6 +35,7 @@ ERP_PASSWORD = "example-erp-password-4242"
 ERPNEXT_API_KEY = "4d8c1f0a9b2e7f3"
 ERPNEXT_API_SECRET = "example-erpnext-secret-4242"
 SHOPIFY_ACCESS_TOKEN = "shpat_example0123456789abcdef"
+ODOO_API_KEY = "example-odoo-key-4242"
 SALESFORCE_CLIENT_ID = "3MVG9.example-consumer-key"
 SALESFORCE_CLIENT_SECRET = "example-salesforce-secret-4242"
 CT_CLIENT_ID = "example-ct-client-4242"
@@ -92,6 +93,16 @@ def commercetools(seed) -> Callable:
 
     def start():
         standin = Commercetools(project_key="atp-demo", client_id=CT_CLIENT_ID, client_secret=CT_CLIENT_SECRET)
+        seed(standin)
+        return standin.start()
+    return start
+
+
+def odoo(seed) -> Callable:
+    from tests.vendors.odoo import Odoo
+
+    def start():
+        standin = Odoo(api_key=ODOO_API_KEY)  # database "mycompany", the example's default
         seed(standin)
         return standin.start()
     return start
@@ -204,6 +215,13 @@ CASES = {
         standin=shopify(lambda s: s.items.update({"1000061": {71234567890: 14}})),
         asked=lambda s: len(s.asked),
         ask=[("p-1000061", "1000061", "US01", 14), ("p-1000061", "1000061", "US02", 0)]),
+    # the example's location_map: US01 -> stock.location 8, US02 -> 19 (sent as integers)
+    "odoo": Case(
+        env={"NEWSTORE_API_KEY": API_KEY, "ODOO_URL": "{erp}", "ODOO_DATABASE": None,
+             "ODOO_API_KEY": ODOO_API_KEY},
+        standin=odoo(lambda s: s.stock.update({("1000061", 8): 12.0})),
+        asked=lambda s: len(s.asked),
+        ask=[("p-1000061", "1000061", "US01", 12), ("p-1000061", "1000061", "US02", 0)]),
     "sap-availability": Case(
         env={"NEWSTORE_API_KEY": API_KEY, "SAP_URL": "{erp}/sap/opu/odata/sap/API_PRODUCT_AVAILY_INFO_BASIC",
              "SAP_USER": None, "ERP_PASSWORD": ERP_PASSWORD},
