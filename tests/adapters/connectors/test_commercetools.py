@@ -18,8 +18,9 @@ from atp_bridge.adapters.engine.connectors.commercetools import Commercetools, j
 from atp_bridge.cli import main
 from atp_bridge.config import load_config
 from atp_bridge.config_types import AdapterSpec
-from atp_bridge.errors import AdapterError, ConfigError
+from atp_bridge.errors import AdapterError
 from tests.adapters.conftest import batch
+from tests.adapters.connectors.conftest import config_problems
 from tests.serve import BridgeProcess
 from tests.vendors.commercetools import TOKEN_PATH, Predicate, PredicateError
 from tests.vendors.commercetools import Commercetools as CommercetoolsStandIn
@@ -38,22 +39,15 @@ def ct():
 
 
 @pytest.fixture
-def commercetools(ct):
+def commercetools(ct, built):
     """``commercetools(**options)`` -> a Commercetools adapter loaded through its
     schema, pointed at the stand-in for both API and auth; closed after the test."""
-    made = []
-
     def make(**options):
         options = {"url": ct.url, "auth_url": ct.url, "project_key": ct.project_key,
                    "client_id": ct.client_id, "client_secret": ct.client_secret, **options}
-        spec = AdapterSpec(name="ct", type="commercetools", options=Commercetools.options_schema().load(options))
-        adapter = Commercetools.from_config(spec)
-        made.append(adapter)
-        return adapter
+        return built(Commercetools, "commercetools", "ct", options)
 
-    yield make
-    for adapter in made:
-        adapter.close()
+    return make
 
 
 def query_of(seen) -> list[tuple[str, str]]:
@@ -324,12 +318,6 @@ def ct_config(tmp_path, **options) -> Path:
     return path
 
 
-def problems_of(path) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load_config(path)
-    return exc.value.problems
-
-
 @pytest.mark.parametrize("key,value,problem", [
     ("url", "https://api.europe-west1.gcp.commercetools.com/atp-demo", "Must be the host only, like "
      "https://api.europe-west1.gcp.commercetools.com (the project key is its own key)."),
@@ -343,7 +331,7 @@ def problems_of(path) -> list[str]:
 ])
 def test_a_bad_key_is_reported_with_file_and_key(tmp_path, key, value, problem):
     path = ct_config(tmp_path, **{key: value})
-    assert problems_of(path) == [f"{path}: adapters[0].{key}: {problem}"]
+    assert config_problems(path) == [f"{path}: adapters[0].{key}: {problem}"]
 
 
 def test_a_missing_key_is_reported_with_file_and_key(tmp_path):
@@ -351,12 +339,12 @@ def test_a_missing_key_is_reported_with_file_and_key(tmp_path):
     raw = yaml.safe_load(path.read_text())
     del raw["adapters"][0]["client_secret"]
     path.write_text(yaml.safe_dump(raw))
-    assert problems_of(path) == [f"{path}: adapters[0].client_secret: Missing data for required field."]
+    assert config_problems(path) == [f"{path}: adapters[0].client_secret: Missing data for required field."]
 
 
 def test_a_no_channel_location_that_location_map_changes_is_reported(tmp_path):
     path = ct_config(tmp_path, no_channel_location="WEB", location_map={"WEB": "online", "US01": CH1})
-    (problem,) = problems_of(path)
+    (problem,) = config_problems(path)
     assert problem.startswith(f"{path}: adapters[0].no_channel_location: is a key of location_map too")
     assert load_config(ct_config(tmp_path, no_channel_location="online",
                                  location_map={"WEB": "online"})).adapters[0].name == "ct"

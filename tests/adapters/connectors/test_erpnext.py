@@ -12,12 +12,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from atp_bridge.adapters.engine.connectors.erpnext import BIN_PATH, PAGE, WAREHOUSE_FILTER_MAX, ERPNext
+from atp_bridge.adapters.engine.connectors.erpnext import PAGE, WAREHOUSE_FILTER_MAX, ERPNext
 from atp_bridge.cli import main
 from atp_bridge.config import load_config
-from atp_bridge.config_types import AdapterSpec
-from atp_bridge.errors import AdapterError, ConfigError
+from atp_bridge.errors import AdapterError
 from tests.adapters.conftest import batch
+from tests.adapters.connectors.conftest import config_problems
 from tests.serve import BridgeProcess
 from tests.vendors.erpnext import ERPNext as ERPNextStandIn
 
@@ -36,20 +36,13 @@ def site():
 
 
 @pytest.fixture
-def erpnext(site):
+def erpnext(site, built):
     """``erpnext(**options)`` -> an ERPNext adapter loaded through its schema, closed after the test."""
-    made = []
-
     def make(**options):
         options = {"url": site.url, "api_key": site.api_key, "api_secret": site.api_secret, **options}
-        spec = AdapterSpec(name="erpnext", type="erpnext", options=ERPNext.options_schema().load(options))
-        adapter = ERPNext.from_config(spec)
-        made.append(adapter)
-        return adapter
+        return built(ERPNext, "erpnext", "erpnext", options)
 
-    yield make
-    for adapter in made:
-        adapter.close()
+    return make
 
 
 def query_of(call) -> dict:
@@ -299,9 +292,7 @@ def problems_of(tmp_path, **options) -> list[str]:
                "api_key": "4d8c1f0a9b2e7f3", "api_secret": "a91c2e5b7d0f3468", **options}
     path = tmp_path / "bridge.yaml"
     path.write_text(yaml.safe_dump({"adapters": [{k: v for k, v in adapter.items() if v is not None}]}))
-    with pytest.raises(ConfigError) as exc:
-        load_config(path)
-    return [p.split(": ", 1)[1] for p in exc.value.problems]
+    return [p.split(": ", 1)[1] for p in config_problems(path)]
 
 
 @pytest.mark.parametrize("options,problem", [

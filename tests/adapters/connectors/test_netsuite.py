@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from atp_bridge.adapters.engine.connectors.netsuite import DEFAULT_QUERY, NetSuite, SUITEQL_PATH, TOKEN_PATH
 from atp_bridge.cli import main
 from atp_bridge.config import load_config
-from atp_bridge.config_types import AdapterSpec
-from atp_bridge.errors import AdapterError, ConfigError
+from atp_bridge.errors import AdapterError
 from tests.adapters.conftest import batch
+from tests.adapters.connectors.conftest import config_problems
 from tests.serve import BridgeProcess
 from tests.vendors.netsuite import NetSuite as NetSuiteStandIn
 from tests.vendors.netsuite import public_key, write_key
@@ -40,23 +40,15 @@ def ns(keys):
 
 
 @pytest.fixture
-def netsuite(ns, keys):
+def netsuite(ns, keys, built):
     """``netsuite(**options)`` -> a NetSuite adapter loaded through its schema
     (``key``: which key signs), closed after the test."""
-    made = []
-
     def make(key="rsa", base_dir=".", **options):
         options = {"account_id": "1234567_SB1", "url": ns.url, "client_id": ns.client_id,
                    "certificate_id": f"cert-{key}", "private_key": str(keys[key]), **options}
-        spec = AdapterSpec(name="ns", type="netsuite", options=NetSuite.options_schema().load(options),
-                           base_dir=str(base_dir))
-        adapter = NetSuite.from_config(spec)
-        made.append(adapter)
-        return adapter
+        return built(NetSuite, "netsuite", "ns", options, base_dir=base_dir)
 
-    yield make
-    for adapter in made:
-        adapter.close()
+    return make
 
 
 def suiteql(products, locations, query=DEFAULT_QUERY):
@@ -181,7 +173,7 @@ def test_more_than_1000_products_in_one_call_is_a_config_problem(tmp_path):
     (tmp_path / "keys").mkdir()
     write_key(tmp_path / "keys" / "ns.pem")
     path = ns_config(tmp_path, batch_size=1001)
-    assert problems_of(path) == [f"{path}: adapters[0].batch_size: At most 1000 for NetSuite: one SuiteQL "
+    assert config_problems(path) == [f"{path}: adapters[0].batch_size: At most 1000 for NetSuite: one SuiteQL "
                                  f"IN list holds at most 1000 ids."]
 
 
@@ -260,15 +252,9 @@ def ns_config(tmp_path, **options) -> Path:
     return path
 
 
-def problems_of(path) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load_config(path)
-    return exc.value.problems
-
-
 def test_a_missing_key_file_is_reported_with_file_and_key(tmp_path):
     path = ns_config(tmp_path)
-    assert problems_of(path) == [f"{path}: adapters[0].private_key: no such file {tmp_path}/keys/ns.pem"]
+    assert config_problems(path) == [f"{path}: adapters[0].private_key: no such file {tmp_path}/keys/ns.pem"]
 
 
 def test_the_key_file_is_found_relative_to_the_config_directory(tmp_path):
@@ -285,7 +271,7 @@ def test_the_key_file_is_found_relative_to_the_config_directory(tmp_path):
 def test_a_file_that_is_no_key_is_reported_without_its_contents(tmp_path):
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "ns.pem").write_text("-----BEGIN CERTIFICATE-----\nTOP-SECRET-LOOKING\n")
-    (problem,) = problems_of(ns_config(tmp_path))
+    (problem,) = config_problems(ns_config(tmp_path))
     assert problem.endswith("adapters[0].private_key: " + str(tmp_path / "keys" / "ns.pem") +
                             " holds no PEM private key (-----BEGIN PRIVATE KEY-----, RSA or EC)")
     assert "TOP-SECRET-LOOKING" not in problem
@@ -299,7 +285,7 @@ def test_a_query_without_its_placeholders_is_reported_at_its_key(tmp_path, query
     (tmp_path / "keys").mkdir()
     write_key(tmp_path / "keys" / "ns.pem")
     path = ns_config(tmp_path, query=query)
-    (found,) = problems_of(path)
+    (found,) = config_problems(path)
     assert found.startswith(f"{path}: adapters[0].query: {problem}")
 
 

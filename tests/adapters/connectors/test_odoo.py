@@ -15,9 +15,9 @@ from click.testing import CliRunner
 from atp_bridge.adapters.engine.connectors.odoo import JSON2_PATH, Odoo
 from atp_bridge.cli import main
 from atp_bridge.config import load_config
-from atp_bridge.config_types import AdapterSpec
-from atp_bridge.errors import AdapterError, ConfigError
+from atp_bridge.errors import AdapterError
 from tests.adapters.conftest import batch
+from tests.adapters.connectors.conftest import config_problems
 from tests.serve import BridgeProcess
 from tests.vendors.odoo import Odoo as OdooStandIn
 
@@ -34,23 +34,16 @@ def server():
 
 
 @pytest.fixture
-def odoo(server):
+def odoo(server, built):
     """``odoo(**options)`` -> an Odoo adapter loaded through its schema, closed after the test."""
-    made = []
-
     def make(**options):
         options = {"url": server.url, "api_key": server.api_key, "database": server.database, **options}
         if options.get("api") == "jsonrpc":
             options.setdefault("uid", server.uid)
         options = {k: v for k, v in options.items() if v is not None}
-        spec = AdapterSpec(name="odoo", type="odoo", options=Odoo.options_schema().load(options))
-        adapter = Odoo.from_config(spec)
-        made.append(adapter)
-        return adapter
+        return built(Odoo, "odoo", "odoo", options)
 
-    yield make
-    for adapter in made:
-        adapter.close()
+    return make
 
 
 # -- JSON-2 (Odoo 19): the documented request ------------------------------------------------
@@ -314,9 +307,7 @@ def problems_of(tmp_path, **options) -> list[str]:
                "api_key": "6578616d706c65206a736f6e", "database": "mycompany", **options}
     path = tmp_path / "bridge.yaml"
     path.write_text(yaml.safe_dump({"adapters": [{k: v for k, v in adapter.items() if v is not None}]}))
-    with pytest.raises(ConfigError) as exc:
-        load_config(path)
-    return [p.split(": ", 1)[1] for p in exc.value.problems]
+    return [p.split(": ", 1)[1] for p in config_problems(path)]
 
 
 @pytest.mark.parametrize("options,problem", [

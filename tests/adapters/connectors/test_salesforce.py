@@ -17,9 +17,9 @@ from atp_bridge.adapters import adapter_class
 from atp_bridge.adapters.engine.connectors.salesforce import AVAILABILITY_PATH, OmnichannelInventory
 from atp_bridge.cli import main
 from atp_bridge.config import load_config
-from atp_bridge.config_types import AdapterSpec
-from atp_bridge.errors import AdapterError, ConfigError
+from atp_bridge.errors import AdapterError
 from tests.adapters.conftest import batch
+from tests.adapters.connectors.conftest import config_problems
 from tests.serve import BridgeProcess
 from tests.vendors.salesforce import FIXTURES
 from tests.vendors.salesforce import OmnichannelInventory as OciStandIn
@@ -37,21 +37,13 @@ def oci():
 
 
 @pytest.fixture
-def salesforce(oci):
+def salesforce(oci, built):
     """``salesforce(**options)`` -> the connector loaded through its schema, closed after the test."""
-    made = []
-
     def make(**options):
         options = {"url": oci.url, "client_id": oci.client[0], "client_secret": oci.client[1], **options}
-        spec = AdapterSpec(name="oci", type="salesforce-oci",
-                           options=OmnichannelInventory.options_schema().load(options))
-        adapter = OmnichannelInventory.from_config(spec)
-        made.append(adapter)
-        return adapter
+        return built(OmnichannelInventory, "salesforce-oci", "oci", options)
 
-    yield make
-    for adapter in made:
-        adapter.close()
+    return make
 
 
 def grid(body: dict) -> Counter:
@@ -296,12 +288,6 @@ def sf_config(tmp_path, **options) -> Path:
     return path
 
 
-def problems_of(path) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load_config(path)
-    return exc.value.problems
-
-
 @pytest.mark.parametrize("options,key,message", [
     ({"url": "https://mycompany.my.salesforce.com/services/data"}, "url", "Must be your org's My Domain URL"),
     ({"api_version": 50.0}, "api_version", "Must be 51.0 or later"),
@@ -313,7 +299,7 @@ def problems_of(path) -> list[str]:
 ])
 def test_a_bad_key_is_reported_with_file_and_key(tmp_path, options, key, message):
     path = sf_config(tmp_path, **options)
-    (problem,) = problems_of(path)
+    (problem,) = config_problems(path)
     assert problem.startswith(f"{path}: adapters[0].{key}: {message}")
 
 
@@ -322,7 +308,7 @@ def test_a_missing_client_id_is_reported_with_file_and_key(tmp_path):
     data = yaml.safe_load(path.read_text())
     del data["adapters"][0]["client_id"]
     path.write_text(yaml.safe_dump(data))
-    assert problems_of(path) == [f"{path}: adapters[0].client_id: Missing data for required field."]
+    assert config_problems(path) == [f"{path}: adapters[0].client_id: Missing data for required field."]
 
 
 @pytest.mark.parametrize("given,sent", [(66, "v66.0"), (62.0, "v62.0"), ("64.0", "v64.0"), ("65", "v65.0")])

@@ -18,7 +18,6 @@ from atp_bridge.adapters.idmaps import IdMaps
 from atp_bridge.adapters.rest import RestAdapter
 from atp_bridge.cli import main
 from atp_bridge.config import load_config
-from atp_bridge.config_types import AdapterSpec
 from atp_bridge.errors import AdapterError, ConfigError
 from tests.adapters.conftest import batch
 from tests.serve import BridgeProcess
@@ -38,20 +37,13 @@ def shop():
 
 
 @pytest.fixture
-def shopify(shop):
+def shopify(shop, built):
     """``shopify(**options)`` -> the connector loaded through its schema, closed after the test."""
-    made = []
-
     def make(**options):
         options = {"url": shop.url, "access_token": shop.token, **options}
-        spec = AdapterSpec(name="shop", type="shopify", options=Shopify.options_schema().load(options))
-        adapter = Shopify.from_config(spec)
-        made.append(adapter)
-        return adapter
+        return built(Shopify, "shopify", "shop", options)
 
-    yield make
-    for adapter in made:
-        adapter.close()
+    return make
 
 
 def test_the_type_name_is_registered():
