@@ -163,6 +163,7 @@ class CsvAdapter(Adapter):
             self._state = (table, time.time(), None)
             metrics.CSV_RELOADS.labels(self.name, "ok").inc()
             metrics.CSV_ROWS.labels(self.name).set(table.rows)
+            metrics.CSV_MTIME.labels(self.name).set(sig[0] / 1e9)  # sig: the stat read, st_mtime_ns first
             log.info("csv adapter %r: loaded %s: %d rows, %d products x %d locations (%s) in %.2fs",
                      self.name, self.path, table.rows, table.products, table.locations,
                      table.layout, time.perf_counter() - started)

@@ -39,7 +39,7 @@ class AppState:
 def create_app(config: BridgeConfig | str | None = None) -> Flask:
     """Build the Flask app from a loaded config, a config path, or the default
     (``$ATP_BRIDGE_CONFIG``, else the embedded sample)."""
-    from atp_bridge import access, http_errors, views
+    from atp_bridge import access, http_errors, metrics, views
 
     if not isinstance(config, BridgeConfig):
         config = load_config(config)
@@ -49,6 +49,7 @@ def create_app(config: BridgeConfig | str | None = None) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     bridge = Bridge.from_config(config)
+    metrics.DEADLINE.set(config.deadline_ms / 1000)
     app.extensions["atp_bridge"] = AppState(
         config=config, bridge=bridge,
         api_keys=tuple(k.encode("utf-8") for k in config.api_keys),

@@ -24,6 +24,7 @@ API for adapters (all label values are strings)::
 
     CACHE.labels(adapter, "hit" | "miss" | "bypass").inc(n)
     CSV_RELOADS.labels(adapter, "ok" | "error").inc(); CSV_ROWS.labels(adapter).set(n)
+    CSV_MTIME.labels(adapter).set(st_mtime)
     CIRCUIT_STATE.labels(adapter).set(CIRCUIT_CLOSED | CIRCUIT_HALF_OPEN | CIRCUIT_OPEN)
 """
 from __future__ import annotations
@@ -38,7 +39,7 @@ from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry,
                                Histogram, generate_latest)
 
 __all__ = ["REQUESTS", "REQUEST_LATENCY", "PAIRS", "ADAPTER_LATENCY", "ADAPTER_ERRORS", "DEGRADED",
-           "CACHE", "CSV_RELOADS", "CSV_ROWS", "CIRCUIT_STATE", "render", "MULTIPROC_ENV", "batched",
+           "CACHE", "CSV_RELOADS", "CSV_ROWS", "CSV_MTIME", "CIRCUIT_STATE", "DEADLINE", "render", "MULTIPROC_ENV", "batched",
            "flush", "FLUSH_S"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -70,10 +71,18 @@ CSV_RELOADS = Counter("atp_bridge_csv_reloads_total",
                       "CSV file (re)loads, by adapter and result (ok|error).", ["adapter", "result"])
 CSV_ROWS = Gauge("atp_bridge_csv_rows", "Rows in the CSV data currently served.", ["adapter"],
                  multiprocess_mode="livemax")
+# livemin: the oldest data any live worker serves is what a stuck-file alert must see
+CSV_MTIME = Gauge("atp_bridge_csv_mtime_seconds",
+                  "Modification time (Unix seconds) of the CSV file whose data is served (oldest worker).",
+                  ["adapter"], multiprocess_mode="livemin")
 CIRCUIT_CLOSED, CIRCUIT_HALF_OPEN, CIRCUIT_OPEN = 0, 1, 2
 CIRCUIT_STATE = Gauge("atp_bridge_circuit_state",
                       "Circuit breaker state: 0 closed, 1 half-open, 2 open (worst worker).",
                       ["adapter"], multiprocess_mode="livemax")
+# the p99-near-deadline alert and the latency panel compare against it; also
+# present in every serving worker, so its absence means no bridge is scraped
+DEADLINE = Gauge("atp_bridge_deadline_seconds", "The configured deadline_ms of webhook requests, in seconds.",
+                 multiprocess_mode="livemax")
 
 
 FLUSH_S = 1.0
