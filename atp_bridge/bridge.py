@@ -18,6 +18,7 @@ from atp_bridge.adapters.base import Adapter, Health
 from atp_bridge.config_types import BridgeConfig
 from atp_bridge.errors import AdapterError, AdapterTimeout, mask, mask_value
 from atp_bridge.planner import Plan, Planner, finalize, merge
+from atp_bridge.rules import Rules
 
 log = logging.getLogger("atp_bridge")
 
@@ -35,6 +36,8 @@ class Answer:
     degraded: list[str] = field(default_factory=list)
     routes: Plan = field(default_factory=Plan)
     outcomes: list = field(default_factory=list)
+    asked: list = field(default_factory=list)  # product_ids asked of the adapters (bundles expanded)
+    bundles: dict = field(default_factory=dict)  # with explain: per bundle and location, its components
 
     @property
     def adapters(self) -> tuple[str, ...]:
@@ -88,7 +91,10 @@ class Bridge:
         self.config = config
         self.holds = holds  # atp_bridge.holds.HoldStore or None
         self.adapters = adapters
-        self.planner = Planner(routed, config.safety_stock)
+        self.rules = Rules(config)
+        self.planner = Planner(routed, self.rules)
+        self.rules.on_change = self.planner.forget
+        self.rules.start()
         self.deadline_s = config.deadline_ms / 1000
         self.on_error = config.on_error
         self.merge_mode = config.merge
@@ -107,15 +113,25 @@ class Bridge:
         return cls(config, routed, adapters, holds)
 
     def answer(self, pids: list[str], eids: list[str], locations: list[str],
-               started: float | None = None, omit_unknown: bool | None = None) -> Answer:
+               started: float | None = None, omit_unknown: bool | None = None,
+               explain: bool = False) -> Answer:
         """Merged ATP for every (product, location) pair; never raises AdapterError.
 
         Pairs no adapter knows are 0, or None when ``omit_unknown`` (default:
-        the config's) so that the caller can leave them out.
+        the config's) so that the caller can leave them out. The ATP rules
+        (atp_bridge/rules) apply after the merge; ``explain`` records how each
+        bundle was computed (``Answer.bundles``).
         """
         omit = self.config.omit_unknown if omit_unknown is None else omit_unknown
         started = time.monotonic() if started is None else started
         deadline = started + self.deadline_s
+        rules = self.rules
+        expansion = None
+        if rules.bundles is not None:
+            expansion = rules.bundles.expand(pids, eids)
+        requested = pids
+        if expansion is not None:  # the components go into the same batches
+            pids, eids = expansion.pids, expansion.eids
         routes = self.planner.routes(tuple(locations))
         answers: list = [None] * len(routes)
         failures: list[tuple[int, AdapterError]] = []
@@ -144,7 +160,7 @@ class Bridge:
             failures.append((-1, AdapterTimeout("*", "deadline passed while merging")))
 
         n_p, n_l = len(pids), len(locations)
-        result = Answer([], routes=routes, outcomes=answers)
+        result = Answer([], routes=routes, outcomes=answers, asked=pids)
         if failures:
             failures.sort(key=lambda f: f[0])
             result.degraded = [f"{e.reason}:{e.adapter}" for _, e in failures]
@@ -152,7 +168,7 @@ class Bridge:
                         "of failed adapters zeroed" if self.on_error == "zero_failed" else "zeroed",
                         "; ".join(str(e) for _, e in failures))
             if self.on_error == "zero_all" or any(i < 0 for i, _ in failures):
-                result.atps = [0] * (n_p * n_l)
+                result.atps = [0] * (len(requested) * n_l)
                 _record_failures(answers, failures)
                 return result
 
@@ -163,12 +179,21 @@ class Bridge:
             for route, ans in zip(routes, answers):
                 if ans is not None:
                     merge(grid, ans, route.positions(n_p, n_l), self.merge_mode)
-        atps = finalize(grid, routes.safety, None if omit else 0)
+        safety = routes.safety
+        if rules.active:
+            safety = rules.safety.per_pair(pids, locations, safety)
+        atps = finalize(grid, safety, None if omit else 0)
         for i, _ in failures:  # zero_failed: only what the failed adapter was asked
             for k in routes[i].positions(n_p, n_l):
                 atps[k] = 0
-        if self.holds is not None:
-            self.holds.apply(atps, pids, locations)
+        holds = self.holds
+        if holds is not None:
+            holds.apply(atps, pids, locations)
+        if expansion is not None:
+            atps = expansion.compute(atps, locations, rules.safety, holds.held if holds else None,
+                                     result.bundles if explain else None)
+        if rules.caps is not None:
+            rules.caps.apply(atps, requested, locations)
         result.atps = atps
         _record_failures(answers, failures)
         return result
@@ -187,6 +212,7 @@ class Bridge:
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.rules.close()
         if self.holds is not None:
             self.holds.close()
         for adapter in self.adapters:

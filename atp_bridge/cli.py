@@ -1,4 +1,4 @@
-"""The ``atp-bridge`` command: serve, check-config, query."""
+"""The ``atp-bridge`` command: serve, check-config, query (and the cache, holds and fulfillment groups)."""
 from __future__ import annotations
 
 import logging
@@ -20,6 +20,7 @@ from atp_bridge.cache_cli import cache
 from atp_bridge.config import CONFIG_HELP, load_config, resolve_path
 from atp_bridge.errors import ConfigError, mask
 from atp_bridge.fulfillment.cli import fulfillment, fulfillment_emulator
+from atp_bridge.holds_cli import holds
 
 
 class ConfigProblem(click.ClickException):
@@ -163,34 +164,17 @@ def query(config_path, products, locations, as_json):
         raise ConfigProblem(resolve_path(config_path), e) from None
     except Exception as e:  # an adapter that cannot start: say why, masked, without a traceback
         raise click.ClickException(mask(f"cannot start the adapters: {type(e).__name__}: {e}")) from None
-    products, locations = list(products), list(locations)
+    from atp_bridge.query import render, report
+
     try:  # one pass through the bridge: what each adapter said is what was merged
-        answer = bridge.answer(products, products, locations, omit_unknown=True)  # None = unknown
+        out, answer = report(bridge, list(products), list(locations))
     finally:
         bridge.close()
-    per_adapter = {}
-    for route, outcome in zip(answer.routes, answer.outcomes):
-        if isinstance(outcome, Exception):
-            per_adapter[route.adapter.name] = {"error": str(outcome)}
-        else:
-            pairs = (f"{p}@{loc}" for p in products for loc in route.locations)
-            per_adapter[route.adapter.name] = dict(zip(pairs, outcome))
-    merged = [{"product": p, "location": loc, "atp": answer.atps[i * len(locations) + j]}
-              for i, p in enumerate(products) for j, loc in enumerate(locations)]
     if as_json:
-        echo(orjson.dumps({"adapters": per_adapter, "merged": merged, "degraded": answer.degraded},
-                          option=orjson.OPT_INDENT_2).decode("utf-8"))
+        echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode("utf-8"))
         sys.exit(2 if answer.degraded else 0)
-    for name, values in per_adapter.items():
-        echo(f"adapter {name}:")
-        for pair, v in values.items():
-            echo(f"  {pair:<40} {'unknown' if v is None else v}")
-    if not per_adapter:
-        echo("no adapter serves these locations")
-    echo(f"merged (merge={config.merge}, safety stock applied):")
-    for row in merged:
-        atp = "unknown (0)" if row["atp"] is None else row["atp"]
-        echo(f"  {row['product'] + '@' + row['location']:<40} {atp}")
+    for line in render(out, config.merge):
+        echo(line)
     if answer.degraded:
         echo(f"DEGRADED: {answer.reason} (NewStore would get atp 0)", err=True)
         sys.exit(2)
@@ -199,6 +183,7 @@ def query(config_path, products, locations, as_json):
 main.add_command(fulfillment)
 main.add_command(fulfillment_emulator)
 main.add_command(cache)
+main.add_command(holds)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -23,10 +23,11 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from atp_bridge.config_types import AdapterSpec, BridgeConfig, SafetyStock
 from atp_bridge.errors import SECRETS, ConfigError, UnknownAdapterType
+from atp_bridge.rules.schemas import BundlesSchema, CapsSchema, SafetyStockSchema, check_rules
 from atp_bridge.schemas import flatten_messages
 
 ENV_VAR = "ATP_BRIDGE_CONFIG"
@@ -36,19 +37,6 @@ _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ADAPTER_NAME = re.compile(r"(adapters\.\d+\.)?name\.")
 NAME_FROM_ENV = ("an adapter name cannot come from ${...}: names appear unmasked in metrics, "
                  "the X-ATP-Degraded header and the access log; write it literally")
-
-
-class _SafetyStockSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    default = fields.Float(load_default=0, validate=validate.Range(min=0))
-    locations = fields.Dict(keys=fields.String(validate=validate.Length(min=1)),
-                            values=fields.Float(validate=validate.Range(min=0)), load_default=dict)
-
-    @post_load
-    def _make(self, data, **kwargs):
-        return SafetyStock(**data)
 
 
 class _AuthSchema(Schema):
@@ -92,7 +80,9 @@ class BridgeSchema(Schema):
     max_body_bytes = fields.Integer(load_default=5 * 1024 * 1024, validate=validate.Range(min=1024))
     merge = fields.String(load_default="first", validate=validate.OneOf(["first", "sum", "min", "max"]))
     on_error = fields.String(load_default="zero_all", validate=validate.OneOf(["zero_all", "zero_failed"]))
-    safety_stock = fields.Nested(_SafetyStockSchema, load_default=lambda: SafetyStock())
+    safety_stock = fields.Nested(SafetyStockSchema, load_default=lambda: SafetyStock())
+    bundles = fields.Nested(BundlesSchema, load_default=None, allow_none=True)
+    caps = fields.Nested(CapsSchema, load_default=None, allow_none=True)
     omit_unknown = fields.Boolean(load_default=False)
     adapter_threads = fields.Integer(load_default=16, validate=validate.Range(min=1, max=1024))
     log_level = fields.String(load_default="INFO", validate=validate.OneOf(
@@ -285,6 +275,11 @@ def _build(bridge_file: Path, server, server_unset: set[str], raw_adapters, prob
         settings = BridgeSchema().load(server)
     except ValidationError as e:
         _report(problems, bridge_file, "", e, server_unset)
+    rule_files = {}
+    if settings:  # the rule files are read now: a broken one is a problem with file and key
+        rule_files, found = check_rules(settings, str(base_dir))
+        problems.extend(f"{bridge_file}: {key}: {msg}" for key, msg in found
+                        if not _held_unset(key, server_unset))
     named = [_adapter_spec(f, p, raw, unset, base_dir, problems) for f, p, raw, unset in raw_adapters]
     _check_names(named, problems)
     if problems:
@@ -293,7 +288,7 @@ def _build(bridge_file: Path, server, server_unset: set[str], raw_adapters, prob
     auth = settings.pop("auth")
     base_path = settings.pop("base_path").rstrip("/")
     return BridgeConfig(adapters=tuple(spec for *_, spec in named), api_keys=tuple(auth["api_keys"]),
-                        base_path=base_path, source=str(bridge_file), **settings)
+                        base_path=base_path, source=str(bridge_file), rule_files=rule_files, **settings)
 
 
 def _adapter_spec(file: Path, prefix: str, raw, unset: set[str], base_dir: Path,

@@ -43,13 +43,41 @@ class AdapterSpec:
 
 @dataclass(frozen=True)
 class SafetyStock:
-    """Units held back per location: ``locations`` overrides ``default``."""
+    """Units held back (atp_bridge/rules/safety.py): per pair (from ``file``), per
+    product, per location, else ``default``. ``path`` is ``file`` resolved."""
 
     default: float = 0
     locations: Mapping[str, float] = field(default_factory=dict)
+    products: Mapping[str, float] = field(default_factory=dict)
+    file: str | None = None
+    reload_interval_s: float = 2.0
+    path: str | None = None
 
     def for_location(self, location: str) -> float:
         return self.locations.get(location, self.default)
+
+
+@dataclass(frozen=True)
+class BundlesConfig:
+    """``bundles:``: ``{bundle: {component: quantity}}`` inline and/or from ``file``."""
+
+    recipes: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    file: str | None = None
+    reload_interval_s: float = 2.0
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class CapsConfig:
+    """``caps:``: the most one pair may promise (atp_bridge/rules/__init__.py)."""
+
+    default: int | None = None
+    locations: Mapping[str, int] = field(default_factory=dict)
+    products: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def any(self) -> bool:
+        return self.default is not None or bool(self.locations) or bool(self.products)
 
 
 @dataclass(frozen=True)
@@ -69,6 +97,9 @@ class BridgeConfig:
     adapter_threads: int = 16
     log_level: str = "INFO"
     holds: Mapping[str, Any] | None = None
+    bundles: BundlesConfig | None = None
+    caps: CapsConfig | None = None
+    rule_files: Mapping[str, Any] | None = None  # what loading read of the rule files
     source: str = "<memory>"
 
     def __repr__(self) -> str:  # never print the API keys

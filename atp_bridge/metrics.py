@@ -75,6 +75,10 @@ CSV_ROWS = Gauge("atp_bridge_csv_rows", "Rows in the CSV data currently served."
 CSV_MTIME = Gauge("atp_bridge_csv_mtime_seconds",
                   "Modification time (Unix seconds) of the CSV file whose data is served (oldest worker).",
                   ["adapter"], multiprocess_mode="livemin")
+HOLDS_ACTIVE = Gauge("atp_bridge_holds_active",
+                     "Zero-ATP holds in force (product x location pairs; '*' counts once), by kind "
+                     "(manual|rejection), as the workers last read them.", ["kind"],
+                     multiprocess_mode="livemax")
 CIRCUIT_CLOSED, CIRCUIT_HALF_OPEN, CIRCUIT_OPEN = 0, 1, 2
 CIRCUIT_STATE = Gauge("atp_bridge_circuit_state",
                       "Circuit breaker state: 0 closed, 1 half-open, 2 open (worst worker).",

@@ -117,6 +117,12 @@ class Planner:
             else:
                 self._bytes -= old.size
 
+    def forget(self) -> None:
+        """Drop every cached plan (the safety stock they hold changed)."""
+        with self._lock:
+            self._plans = OrderedDict()
+            self._bytes = 0
+
     @property
     def cached(self) -> tuple[int, int]:
         """``(plans, estimated bytes)`` held by the cache."""
@@ -167,9 +173,10 @@ def merge(grid: list, answer: Sequence, positions: Sequence[int], mode: str) -> 
 
 
 def finalize(grid: list, safety: Sequence[float] | None, unknown=None) -> list:
-    """Apply per-location safety stock, clamp at 0, floor to int.
+    """Apply safety stock, clamp at 0, floor to int.
 
-    ``safety`` is aligned with the request's locations (None: no safety stock).
+    ``safety`` is aligned with the request's locations, or with the whole grid
+    (one value per pair: ``SafetyRules.per_pair``); None: no safety stock.
     Unknown pairs (None) become ``unknown``: None to tell them apart
     (``omit_unknown``), else 0.
     """
@@ -180,5 +187,5 @@ def finalize(grid: list, safety: Sequence[float] | None, unknown=None) -> list:
     floor = math.floor
     if not safety:
         return [unknown if v is None else (floor(v) if v > 0 else 0) for v in grid]
-    per_pair = list(safety) * (len(grid) // len(safety))
+    per_pair = safety if len(safety) == len(grid) else list(safety) * (len(grid) // len(safety))
     return [unknown if v is None else (floor(v - s) if v > s else 0) for v, s in zip(grid, per_pair)]

@@ -56,10 +56,11 @@ def test_query_prints_each_adapters_answer_and_the_merge(csv_config):
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
     assert out["adapters"] == {"stores": {"A@S1": 5, "A@S9": None, "B@S1": 2.7, "B@S9": None}}
-    assert out["merged"] == [{"product": "A", "location": "S1", "atp": 4},
-                             {"product": "A", "location": "S9", "atp": None},
-                             {"product": "B", "location": "S1", "atp": 1},
-                             {"product": "B", "location": "S9", "atp": None}]
+    # each pair's safety stock is shown where it is not 0 (here the default, 1)
+    assert out["merged"] == [{"product": "A", "location": "S1", "atp": 4, "safety_stock": 1},
+                             {"product": "A", "location": "S9", "atp": None, "safety_stock": 1},
+                             {"product": "B", "location": "S1", "atp": 1, "safety_stock": 1},
+                             {"product": "B", "location": "S9", "atp": None, "safety_stock": 1}]
     assert out["degraded"] == []
 
 

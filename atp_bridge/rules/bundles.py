@@ -1,0 +1,180 @@
+"""Bundles and kits: a bundle's ATP is what its components make together.
+
+At a location, a bundle's ATP is ``min over components of floor(component ATP
+/ quantity)``, each component's ATP after its own safety stock and holds
+(its cap does not apply: a cap limits what is promised of that product, not
+what is in stock); then the bundle's own safety stock, cap and holds apply.
+A component may be a bundle itself (expanded, after its own safety stock).
+
+The bundle is not asked of any adapter: its leaf components are, in the same
+ONE batch per adapter as the request's other products (a component NewStore
+asked about too is asked once). A component no adapter knows makes the
+bundle 0, or unknown with ``omit_unknown``. Ids are NewStore's ``product_id``;
+a component's id is given to the adapters as both its ``product_id`` and its
+``external_identifier``.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from atp_bridge.rules.files import number, raise_bad_rows, read_rows
+
+COLUMNS = ("bundle", "component", "quantity")
+Recipes = Mapping[str, Mapping[str, int]]
+
+
+def read_bundles_file(path: str) -> dict[str, dict[str, int]]:
+    """``{bundle: {component: quantity}}`` from a ``bundle,component,quantity`` CSV."""
+    recipes: dict[str, dict[str, int]] = {}
+    bad = []
+    for line, (bundle, component, quantity) in read_rows(path, COLUMNS):
+        if not bundle or not component:
+            bad.append(f"line {line}: bundle and component must not be empty")
+            continue
+        try:
+            q = number(quantity, integer=True, positive=True)
+        except ValueError as e:
+            bad.append(f"line {line}: quantity {quantity!r}: {e}")
+            continue
+        recipes.setdefault(bundle, {})[component] = q
+    raise_bad_rows(path, bad)
+    return recipes
+
+
+def recipe_problems(recipes: Recipes) -> list[tuple[str, str]]:
+    """``(key, message)`` for each bundle that lists itself or is part of a cycle."""
+    problems = []
+    for bundle, parts in recipes.items():
+        if bundle in parts:
+            problems.append((f"{bundle}.{bundle}", "a bundle cannot list itself as a component"))
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for part in recipes.get(node, ()):
+            if part == node or part not in recipes:
+                continue
+            if state.get(part) == 1:
+                cycle = path[path.index(part):] + [part]
+                problems.append((part, f"bundles form a cycle: {' -> '.join(cycle)}"))
+            elif part not in state:
+                visit(part, path + [part])
+        state[node] = 2
+
+    for bundle in recipes:
+        if bundle not in state:
+            visit(bundle, [bundle])
+    return problems
+
+
+class Bundles:
+    """Checked recipes (see :func:`recipe_problems`) and what each one needs asked."""
+
+    def __init__(self, recipes: Recipes):
+        self.recipes = {b: dict(parts) for b, parts in recipes.items()}
+        self.ids = frozenset(self.recipes)
+        self.leaves: dict[str, tuple[str, ...]] = {}
+        for b in self.recipes:
+            self._leaves(b)
+
+    def _leaves(self, bundle: str) -> tuple[str, ...]:
+        """The non-bundle products ``bundle`` is made of, at any depth, in recipe order."""
+        got = self.leaves.get(bundle)
+        if got is None:
+            out: dict[str, None] = {}
+            for part in self.recipes[bundle]:
+                out.update(dict.fromkeys(self._leaves(part) if part in self.recipes else (part,)))
+            got = self.leaves[bundle] = tuple(out)
+        return got
+
+    def expand(self, pids: Sequence[str], eids: Sequence[str]) -> "Expansion | None":
+        """What to ask the adapters for a request naming ``pids``; None when it has no bundle."""
+        if self.ids.isdisjoint(pids):
+            return None
+        return Expansion(self, pids, eids)
+
+    def __len__(self) -> int:
+        return len(self.recipes)
+
+
+class Expansion:
+    """One request's products as asked of the adapters: its own non-bundle
+    products, in order, then the bundles' leaf components it lacks."""
+
+    def __init__(self, bundles: Bundles, pids: Sequence[str], eids: Sequence[str]):
+        self.bundles = bundles
+        self.requested = pids
+        ids = bundles.ids
+        self.pids: list[str] = []
+        self.eids: list[str] = []
+        self.rows: list[int | None] = []  # requested product -> its row among the asked, None: a bundle
+        self.index: dict[str, int] = {}
+        for pid, eid in zip(pids, eids):
+            if pid in ids:
+                self.rows.append(None)
+                continue
+            self.index.setdefault(pid, len(self.pids))
+            self.rows.append(len(self.pids))
+            self.pids.append(pid)
+            self.eids.append(eid)
+        for pid in dict.fromkeys(p for p in pids if p in ids):
+            for leaf in bundles.leaves[pid]:
+                if leaf not in self.index:
+                    self.index[leaf] = len(self.pids)
+                    self.pids.append(leaf)
+                    self.eids.append(leaf)
+
+    def compute(self, atps: list, locations: Sequence[str], safety, held=None,
+                explain: dict | None = None) -> list:
+        """The requested grid from the asked grid ``atps`` (after safety stock, holds
+        and failures), each bundle computed; ``held(pid, loc)`` tells a held pair.
+        ``explain`` (``atp-bridge query``) gets, per requested bundle and location,
+        its components' ATP and the one that limits it."""
+        n_l = len(locations)
+        recipes, memo = self.bundles.recipes, {}
+
+        def row(pid: str) -> Sequence:
+            if pid not in recipes:
+                i = self.index[pid]
+                return atps[i * n_l:(i + 1) * n_l]
+            got = memo.get(pid)
+            if got is None:
+                got = memo[pid] = self._bundle(pid, recipes[pid], row, locations, safety, held, explain)
+            return got
+
+        out: list = []
+        for pid, r in zip(self.requested, self.rows):
+            out.extend(row(pid) if r is None else atps[r * n_l:(r + 1) * n_l])
+        return out
+
+    @staticmethod
+    def _bundle(bundle, parts, row, locations, safety, held, explain) -> list:
+        rows = [(part, q, row(part)) for part, q in parts.items()]
+        out, why = [], []
+        floor = math.floor
+        for j, loc in enumerate(locations):
+            value, limit = None, None
+            unknown = False
+            for part, q, r in rows:
+                v = r[j]
+                if v is None:
+                    unknown, limit = True, part
+                    break
+                makes = int(v // q)
+                if value is None or makes < value:
+                    value, limit = makes, part
+            s = safety.for_pair(bundle, loc)
+            if unknown:
+                value = None
+            elif held is not None and held(bundle, loc):
+                value = 0
+            elif s:
+                value = floor(value - s) if value > s else 0
+            out.append(value)
+            if explain is not None:
+                why.append({"location": loc, "atp": value, "limited_by": limit, "safety_stock": s,
+                            "components": {p: {"quantity": q, "atp": r[j]} for p, q, r in rows}})
+        if explain is not None:
+            explain.setdefault(bundle, why)
+        return out
