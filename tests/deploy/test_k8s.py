@@ -19,7 +19,11 @@ except ImportError:  # a loud failure in the schema tests below, never a skip
     kubernetes_validate = None
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
-MANIFESTS = sorted(p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+# Applied on their own, not by the kustomization: their kinds need a CRD that a
+# bare cluster lacks (`kubectl apply -k` would fail on the whole set).
+OPERATOR_MANIFESTS = ["prometheusrule.yaml"]
+MANIFESTS = sorted(p.name for p in K8S.glob("*.yaml")
+                   if p.name != "kustomization.yaml" and p.name not in OPERATOR_MANIFESTS)
 
 # The Kubernetes version the manifests are validated for (README, "Kubernetes").
 # Its schemas ship with kubernetes-validate>=1.37.0; an older package fails loudly.
@@ -232,3 +236,63 @@ def test_the_configmap_mounted_as_a_directory_passes_check_config(deployment, co
     result = CliRunner().invoke(main, ["check-config"], env=env)
     assert result.exit_code == 0, result.output
     assert "replace-me" not in result.output  # secrets never printed
+
+
+# The PrometheusRule CRD's openAPIV3Schema (prometheus-operator/prometheus-operator,
+# example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml at
+# 01fad0d64bee2ea20ff20200b86fc0f4ae2744d3, operator 0.82.2), written out as a JSON
+# schema with its fields, types, patterns and required keys. additionalProperties
+# false: kubectl's default strict field validation refuses unknown fields.
+_DURATION = {"type": "string", "pattern": r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?"
+                                          r"(([0-9]+)s)?(([0-9]+)ms)?)$"}
+_STRINGS = {"type": "object", "additionalProperties": {"type": "string"}}
+PROMETHEUS_RULE_SCHEMA = {
+    "type": "object", "required": ["spec"], "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"}, "kind": {"const": "PrometheusRule"},
+        "metadata": {"type": "object"},
+        "spec": {"type": "object", "additionalProperties": False, "properties": {"groups": {
+            "type": "array", "items": {
+                "type": "object", "required": ["name"], "additionalProperties": False,
+                "properties": {
+                    "name": {"type": "string", "minLength": 1}, "interval": _DURATION, "labels": _STRINGS,
+                    "limit": {"type": "integer"}, "query_offset": _DURATION,
+                    "partial_response_strategy": {"type": "string", "pattern": "^(?i)(abort|warn)?$"},
+                    "rules": {"type": "array", "items": {
+                        "type": "object", "required": ["expr"], "additionalProperties": False,
+                        "properties": {
+                            "alert": {"type": "string"}, "record": {"type": "string"},
+                            "expr": {"type": ["integer", "string"]}, "for": _DURATION,
+                            "keep_firing_for": dict(_DURATION, minLength=1),
+                            "labels": _STRINGS, "annotations": _STRINGS}}}}}}}}}}
+
+
+def prometheus_rule_errors(doc) -> list[str]:
+    """Violations of the PrometheusRule CRD schema, as "dotted.path: message"."""
+    import jsonschema
+
+    errors = jsonschema.Draft202012Validator(PROMETHEUS_RULE_SCHEMA).iter_errors(doc)
+    return sorted(f"{'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}" for e in errors)
+
+
+def test_the_prometheusrule_is_valid_for_the_operators_crd_and_applied_on_its_own():
+    doc = manifest("prometheusrule.yaml")
+    assert prometheus_rule_errors(doc) == []
+    assert len(doc["spec"]["groups"]) == 2 and doc["metadata"]["name"] == "atp-bridge"
+    # not in the kustomization: a cluster without the Operator would refuse `kubectl apply -k`
+    assert kustomization_problems(manifest("kustomization.yaml"), MANIFESTS + OPERATOR_MANIFESTS) == \
+        ["resources: prometheusrule.yaml is missing"]
+
+
+@pytest.mark.parametrize("break_it, error", [
+    (lambda d: d["spec"]["groups"][1]["rules"][0].update({"for": "5 minutes"}),
+     "spec.groups.1.rules.0.for: '5 minutes' does not match"),
+    (lambda d: d["spec"]["groups"][0]["rules"][0].update(expression=d["spec"]["groups"][0]["rules"][0].pop("expr")),
+     "spec.groups.0.rules.0: 'expr' is a required property"),
+    (lambda d: d["spec"]["groups"][1]["rules"][0]["labels"].update(severity=1),
+     "spec.groups.1.rules.0.labels.severity: 1 is not of type 'string'"),
+], ids=["bad-duration", "misspelt-expr", "label-not-a-string"])
+def test_a_broken_copy_of_the_prometheusrule_is_rejected(break_it, error):
+    broken = copy.deepcopy(manifest("prometheusrule.yaml"))
+    break_it(broken)
+    assert [e for e in prometheus_rule_errors(broken) if e.startswith(error)], prometheus_rule_errors(broken)
