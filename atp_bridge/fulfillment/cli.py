@@ -17,6 +17,8 @@ import sys
 import click
 
 from . import errors as e
+from .cli_auth import AUTH_PARAMS, auth_options, build_client, rate_limit_note
+from .cli_hints import hint_for as _hint_for
 from .client import FulfillmentClient
 from .emulator_cli import fulfillment_emulator, parse_bind  # noqa: F401 (atp_bridge.cli adds it)
 from .holds_link import HoldNotRecorded, reject_and_hold
@@ -55,65 +57,48 @@ class ConnectionFailedError(FulfillmentCommandError):
     """No answer came back."""
 
 
-_HINTS: list[tuple[type[e.FulfillmentError], str]] = [
-    (e.UnauthorizedError, "set NEWSTORE_TOKEN (or --token) to a valid NewStore access token."),
-    (e.FulfillmentRequestInvalidError,
-     "check the fulfillment request uuid and that --url points at the right tenant."),
-    (e.NotFoundError, "check the uuid; status endpoints answer 404 until something was "
-                      "canceled, rejected or shipped."),
-    (e.PayloadConversionFailedError,
-     "check the arguments: non-empty product ids, a carrier and a tracking code."),
-    (e.InvalidItemError, "use product ids of this fulfillment request, once per unit; "
-                         "`status` and the order show which ones exist."),
-    (e.AlreadyRejectedError, "the request is rejected; nothing more can be done with it."),
-    (e.AlreadyShippedError, "shipping has started; run `status` to see what is shipped."),
-    (e.ShipmentConflictError, "repeat the original carrier and tracking data, or ship the "
-                              "remaining units with their own tracking code."),
-    (e.ItemAlreadyProcessedError,
-     "run `atp-bridge fulfillment status UUID` to see which units are still open."),
-    (e.ServerError, "NewStore is failing; retry later."),
-    (e.FulfillmentTransportError,
-     "check --url / NEWSTORE_URL and that the host is reachable."),
-]
-
-
-def _hint_for(err: e.FulfillmentError) -> str:
-    for cls, hint in _HINTS:
-        if isinstance(err, cls):
-            return hint
-    return "see the error description above."
-
-
 def _api_command(action: str):
-    """Add ``--url``, ``--token``, ``--json`` and error translation to a command.
-    The wrapped function gets ``client`` and returns ``(human_text, json_obj)``."""
+    """Add the connection options (:mod:`.cli_auth`), ``--json`` and error
+    translation to a command. The wrapped function gets ``client`` and
+    returns ``(human_text, json_obj)``."""
     def decorate(fn):
         @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-        @click.option("--token", envvar="NEWSTORE_TOKEN", show_envvar=True,
-                      help="NewStore access token (sent as a bearer token).")
-        @click.option("--url", envvar="NEWSTORE_URL", show_envvar=True,
-                      help="API root, e.g. https://acme.p.newstore.net.")
+        @auth_options
         @functools.wraps(fn)
-        def command(url, token, as_json, **kwargs):
-            if not url:
+        def command(as_json, **kwargs):
+            settings = {k: kwargs.pop(k) for k in AUTH_PARAMS}
+            if not settings["url"]:
                 raise MissingSettingError(f"{action}: no API URL.",
                                           "pass --url or set NEWSTORE_URL.", as_json=as_json)
-            if not token:
-                raise MissingSettingError(f"{action}: no access token.",
-                                          "set NEWSTORE_TOKEN or pass --token.",
-                                          as_json=as_json)
-            with FulfillmentClient(url, token) as client:
+            if not settings["token"] and not (settings["client_id"] or settings["client_secret"]):
+                raise MissingSettingError(
+                    f"{action}: no access token.", "set NEWSTORE_TOKEN or pass --token, or use "
+                    "an API client: NEWSTORE_CLIENT_ID, NEWSTORE_CLIENT_SECRET, NEWSTORE_TENANT.",
+                    as_json=as_json)
+            waits: list[float] = []
+            try:
+                client = build_client(settings, waits)
+            except ValueError as err:
+                raise MissingSettingError(f"{action}: {err}.", "see `--help` for the "
+                                          "credential options.", as_json=as_json) from None
+            with client:
                 try:
                     human, data = fn(client, **kwargs)
                 except e.FulfillmentError as err:
                     cls = (ConnectionFailedError if isinstance(err, e.FulfillmentTransportError)
                            else ApiCallError)
                     hint = getattr(err, "hint", "") or _hint_for(err)  # a command's own first
-                    raise cls(f"{action} failed: {err}", hint, as_json=as_json,
+                    note = f" (before that: {rate_limit_note(waits)})" if waits else ""
+                    raise cls(f"{action} failed: {err}{note}", hint, as_json=as_json,
                               details={"status": err.status, "error_code": err.error_code,
                                        "error_description": err.error_description,
-                                       "conflicting_items": list(err.conflicting_items)},
+                                       "conflicting_items": list(err.conflicting_items),
+                                       "rate_limit_waits_s": waits},
                               ) from err
+            if waits:
+                data = {**data, "rate_limit_waits_s": waits}
+                if not as_json:
+                    click.echo(f"Note: {rate_limit_note(waits)}.", err=True)
             click.echo(jsonlib.dumps(data, indent=2) if as_json else human)
         return command
     return decorate

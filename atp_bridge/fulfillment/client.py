@@ -6,9 +6,16 @@ retried on connection errors, timeouts and 5xx with a short exponential
 backoff. Cancel and reject POSTs are never retried: a second cancel of
 ``product1`` cancels a second item, so a lost answer must be checked with the
 status GET instead of replayed.
+
+Auth: a raw token, or a :mod:`.tokens` source that fetches and renews
+NewStore tokens; a 401 makes a renewable source fetch a new token and the
+call is sent once more. Rate limits: a 429 is sent again after its
+``Retry-After`` (every call: a 429 was not processed), within a total wait
+budget per call (:mod:`.ratelimit`).
 """
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from typing import Any, Callable, Iterable, Mapping
@@ -17,6 +24,8 @@ from urllib.parse import quote
 import requests
 
 from .errors import FulfillmentTransportError, error_from_response
+from .ratelimit import DEFAULT_BUDGET_S, RateLimitWait
+from .tokens import StaticToken, TokenSource, token_source
 from .models import (
     CancelationStatus, EmulatorUnit, ItemRejectionStatus, LineItem, MissingItems, Receipt,
     RejectionStatus, ShipmentResult, ShipmentStatus, as_line_items, as_missing_items,
@@ -30,34 +39,62 @@ class FulfillmentClient:
     :class:`requests.Session`.
 
     ``base_url`` is the tenant's API root, e.g. ``https://acme.p.newstore.net``
-    (a trailing ``/v0/d`` is accepted too). ``token`` is sent as
-    ``Authorization: Bearer <token>``. Every failure raises a
-    :class:`~atp_bridge.fulfillment.errors.FulfillmentError` subclass.
+    (a trailing ``/v0/d`` is accepted too). ``token`` is a raw access token or
+    a :class:`~atp_bridge.fulfillment.tokens.TokenSource` (e.g.
+    :class:`~atp_bridge.fulfillment.tokens.ClientCredentials`, shared by all
+    the threads of a process); it is sent as ``Authorization: Bearer <token>``.
+    ``rate_limit_budget_s`` bounds the total wait of one call on 429s;
+    ``on_rate_limit(wait_s)`` is told of every such wait. Every failure raises
+    a :class:`~atp_bridge.fulfillment.errors.FulfillmentError` subclass.
     """
 
-    def __init__(self, base_url: str, token: str, *,
+    def __init__(self, base_url: str, token: "str | TokenSource", *,
                  session: requests.Session | None = None,
                  connect_timeout: float = 3.05, read_timeout: float = 10.0,
                  max_retries: int = 3, backoff: float = 0.2,
+                 rate_limit_budget_s: float = DEFAULT_BUDGET_S,
+                 on_rate_limit: Callable[[float], None] | None = None,
                  sleep: Callable[[float], None] = time.sleep):
         base = base_url.rstrip("/")
         if base.endswith(API_PREFIX):
             base = base[: -len(API_PREFIX)]
         self.base_url = base
-        self.token = token
+        self.auth: TokenSource = StaticToken(token) if isinstance(token, str) else token
+        self.token = token if isinstance(token, str) else None  # the raw token, if one
         self.session = session if session is not None else requests.Session()
         self.timeout = (connect_timeout, read_timeout)
         self.max_retries = max_retries
         self.backoff = backoff
+        self.rate_limit_budget_s = rate_limit_budget_s
+        self.on_rate_limit = on_rate_limit
         self._sleep = sleep
 
     @classmethod
     def from_config(cls, options: Mapping[str, Any]) -> "FulfillmentClient":
-        """Build from a mapping with ``url``, ``token`` and optional
-        ``connect_timeout``, ``read_timeout``, ``max_retries``, ``backoff``."""
-        extra = {k: options[k] for k in ("connect_timeout", "read_timeout",
-                                         "max_retries", "backoff") if k in options}
-        return cls(options["url"], options["token"], **extra)
+        """Build from a mapping with ``url``, and ``token`` or ``client_id``,
+        ``client_secret`` and ``tenant`` (or ``token_url``), plus optional
+        ``connect_timeout``, ``read_timeout``, ``max_retries``, ``backoff``,
+        ``rate_limit_budget_s``. ``ValueError`` names missing credentials."""
+        extra = {k: options[k] for k in ("connect_timeout", "read_timeout", "max_retries",
+                                         "backoff", "rate_limit_budget_s") if k in options}
+        creds = {k: options.get(k) for k in ("token", "client_id", "client_secret", "tenant",
+                                             "token_url")}
+        source = token_source(**creds)
+        return cls(options["url"], creds["token"] if isinstance(source, StaticToken) else source,
+                   **extra)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs) -> "FulfillmentClient":
+        """Build from ``NEWSTORE_URL`` and ``NEWSTORE_CLIENT_ID`` /
+        ``NEWSTORE_CLIENT_SECRET`` / ``NEWSTORE_TENANT`` (``NEWSTORE_TOKEN_URL``
+        overrides the token URL), or a raw ``NEWSTORE_TOKEN``."""
+        env = os.environ if environ is None else environ
+        if not env.get("NEWSTORE_URL"):
+            raise ValueError("NEWSTORE_URL is not set (the tenant's API root, e.g. "
+                             "https://acme.p.newstore.net)")
+        options = {k.lower(): env.get(f"NEWSTORE_{k}") for k in (
+            "TOKEN", "CLIENT_ID", "CLIENT_SECRET", "TENANT", "TOKEN_URL")}
+        return cls.from_config({"url": env["NEWSTORE_URL"], **options, **kwargs})
 
     def close(self) -> None:
         """Close the underlying session."""
@@ -165,10 +202,13 @@ class FulfillmentClient:
 
     def _send(self, method: str, url: str, *, json: Any = None,
               idempotent: bool = False) -> tuple[int, dict]:
-        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
         attempts = 1 + (self.max_retries if idempotent else 0)
-        for attempt in range(attempts):
+        limits = RateLimitWait(self.rate_limit_budget_s, self.on_rate_limit)
+        attempt, renewed = 0, False
+        while True:
             last = attempt == attempts - 1
+            token = self.auth.token()
+            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             try:
                 resp = self.session.request(method, url, json=json, headers=headers,
                                             timeout=self.timeout)
@@ -177,12 +217,20 @@ class FulfillmentClient:
                     raise FulfillmentTransportError(
                         f"{method} {url} failed after {attempt + 1} attempt(s): {e}") from e
                 self._sleep(self.backoff * 2 ** attempt)
+                attempt += 1
+                continue
+            if resp.status_code == 401 and self.auth.refreshable and not renewed:
+                renewed = True  # once: a second 401 with a fresh token is the caller's
+                self.auth.invalidate(token)
+                continue
+            if resp.status_code == 429:  # not processed: safe to send again, any method
+                self._sleep(limits.next_wait(resp))
                 continue
             if resp.status_code >= 500 and not last:
                 self._sleep(self.backoff * 2 ** attempt)
+                attempt += 1
                 continue
             return self._parse(method, url, resp)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     @staticmethod
     def _parse(method: str, url: str, resp: requests.Response) -> tuple[int, dict]:

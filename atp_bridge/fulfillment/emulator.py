@@ -20,16 +20,20 @@ Where the spec is silent the emulator does this (also in docs/fulfillment.md):
   ``{"items": [{"product_id": "p1", "price": 20.0}], "uuid": optional}`` ->
   201 ``{"uuid", "items": [{"item_id", "product_id", "price"}]}``;
   ``GET /_emulator/fulfillment_requests/<uuid>`` shows every item's status.
+  The body may also carry NewStore's ``order_id``, addresses,
+  ``shipping_options`` and ``extended_attributes`` for the pushed copy.
+* Tokens, expiry and the rate limit: :mod:`.emulator_auth`; pushing every new
+  request to the provider and ``GET /_emulator/deliveries``: :mod:`.push`.
 """
 from __future__ import annotations
-
-import hmac
 
 from flask import Flask, Response, current_app, jsonify, request
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
 from werkzeug.exceptions import HTTPException
 
+from . import emulator_auth
 from . import errors as e
+from . import push
 from .models import REJECTION_REASONS
 from .store import FulfillmentStore
 
@@ -102,6 +106,13 @@ class EmulatorRequestPayload(_Payload):
 
     uuid = fields.String(validate=_non_empty)
     items = fields.List(fields.Nested(_TestItemSchema), required=True, validate=_non_empty)
+    # what the pushed "Create fulfillment request" carries (push.newstore_payload)
+    order_id = fields.String()
+    billing_address = fields.Dict()
+    shipping_address = fields.Dict()
+    shipping_options = fields.Dict()
+    created_at = fields.String()
+    extended_attributes = fields.List(fields.Dict(), validate=validate.Length(max=100))
 
 
 def _load(schema: type[Schema]) -> dict:
@@ -130,11 +141,9 @@ def _check_auth() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, presented = header.partition(" ")
     presented = presented.strip()
-    expected = current_app.extensions["atp_bridge"]["fulfillment_token"]
     if scheme.lower() != "bearer" or not presented:
         raise e.UnauthorizedError("Send 'Authorization: Bearer <token>'.")
-    if expected is not None and not hmac.compare_digest(presented.encode(), expected.encode()):
-        raise e.UnauthorizedError("The bearer token is not valid.")
+    emulator_auth.check_api_token(presented)
 
 
 def _api_error(err: e.FulfillmentAPIError):
@@ -146,12 +155,23 @@ def _http_error(err: HTTPException):
     return jsonify({"error_code": code, "error_description": err.description}), err.code
 
 
-def create_emulator_app(seed: int | None = None, token: str | None = None) -> Flask:
+def create_emulator_app(seed: int | None = None, token: str | None = None, *,
+                        client_id: str | None = None, client_secret: str | None = None,
+                        token_lifetime_s: float = 300.0, rate_limit: int | None = None,
+                        pusher: push.Pusher | None = None) -> Flask:
     """Build the emulator app. ``seed`` makes ids and tie-breaks reproducible;
-    ``token``, if given, is the only bearer token accepted."""
+    ``token``, if given, is accepted as a bearer token; with ``client_id`` and
+    ``client_secret`` the token endpoint issues tokens valid
+    ``token_lifetime_s`` and only those (and ``token``) are accepted.
+    ``rate_limit``: API calls per token per second. ``pusher`` gets every new
+    fulfillment request."""
     app = Flask(__name__)
     app.extensions["atp_bridge"] = {"fulfillment_store": FulfillmentStore(seed),
                                     "fulfillment_token": token or None}
+    credentials = (client_id, client_secret) if client_id and client_secret else None
+    emulator_auth.install(app, credentials=credentials, token_lifetime_s=token_lifetime_s,
+                          rate_limit=rate_limit)
+    push.install(app, pusher)
     app.before_request(_check_auth)
     app.register_error_handler(e.FulfillmentAPIError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
@@ -226,8 +246,7 @@ def _add_api_routes(app: Flask) -> None:
 def _add_test_routes(app: Flask) -> None:
     @app.post("/_emulator/fulfillment_requests")
     def create_request():
-        body = _load(EmulatorRequestPayload)
-        req = _store().create(body["items"], body.get("uuid"))
+        req = add_request(current_app, _load(EmulatorRequestPayload))
         return jsonify({"uuid": req.uuid, "items": [
             {"item_id": i.item_id, "product_id": i.product_id, "price": i.price}
             for i in req.items]}), 201
@@ -235,3 +254,13 @@ def _add_test_routes(app: Flask) -> None:
     @app.get("/_emulator/fulfillment_requests/<uuid>")
     def show_request(uuid):
         return jsonify(_store().snapshot(uuid))
+
+
+def add_request(app: Flask, body: dict):
+    """Create a fulfillment request from a loaded ``EmulatorRequestPayload``
+    and hand NewStore's shape of it to the pusher, if any."""
+    ext = app.extensions["atp_bridge"]
+    req = ext["fulfillment_store"].create(body["items"], body.get("uuid"))
+    if ext.get("pusher") is not None:
+        ext["pusher"].submit(push.newstore_payload(req, body))
+    return req

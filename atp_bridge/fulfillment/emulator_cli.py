@@ -18,6 +18,8 @@ from typing import Callable
 import click
 from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
 
+from .emulator_options import build_emulator, emulator_options
+
 #: How long a stop waits for the requests being answered.
 DRAIN_TIMEOUT_S = 10.0
 
@@ -111,28 +113,33 @@ def parse_bind(value: str) -> tuple[str, int]:
 
 @click.command("fulfillment-emulator")
 @click.option("--bind", default="127.0.0.1:8081", show_default=True, help="HOST:PORT")
-@click.option("--seed", type=int, help="Makes ids and tie-breaks reproducible.")
+@click.option("--seed", type=int, help="Makes ids, tie-breaks and generated orders reproducible.")
 @click.option("--token", envvar="FULFILLMENT_EMULATOR_TOKEN", show_envvar=True,
               help="Accept only this bearer token (default: any non-empty token).")
-def fulfillment_emulator(bind: str, seed: int | None, token: str | None):
+@emulator_options
+def fulfillment_emulator(bind: str, seed: int | None, token: str | None, **options):
     """Serve the local Fulfillment Provider API emulator (state in memory).
 
     Stops on Ctrl+C or SIGTERM after answering the requests in progress (exit 0).
     """
-    from .emulator import create_emulator_app
-
     host, port = parse_bind(bind)
+    app, pusher, generator = build_emulator(seed, token, **options)
 
     def ready(url: str) -> None:
         click.echo(f"Fulfillment emulator on {url}/v0/d/fulfillment_requests/ "
                    f"(test data: POST /_emulator/fulfillment_requests)", err=True)
+        if generator is not None:
+            generator.start()
 
     try:
-        left = serve(create_emulator_app(seed=seed, token=token), host, port, ready=ready)
+        left = serve(app, host, port, ready=ready)
     except OSError as err:  # raised before the banner: a busy port is one line
         problem = ("the port is in use; pick a free one with --bind HOST:PORT"
                    if err.errno == errno.EADDRINUSE else f"{err.strerror or err}; check --bind")
         raise click.ClickException(f"cannot listen on {bind}: {problem}") from None
+    finally:
+        if pusher is not None:
+            pusher.stop()
     if left:
         raise click.ClickException(f"emulator stopped with {left} request(s) still running "
                                    f"after {DRAIN_TIMEOUT_S:g} s")

@@ -99,6 +99,22 @@ class ServerError(FulfillmentAPIError):
     error_code = "server_error"
 
 
+class RateLimitedError(FulfillmentAPIError):
+    """429: over NewStore's rate limit, and waiting as long as ``Retry-After``
+    asks would pass the wait budget the caller set. ``retry_after_s`` is what
+    the server asked for (``None``: no usable header), ``waited_s`` how long
+    this call already waited."""
+
+    default_status = 429
+    error_code = "rate_limited"
+
+    def __init__(self, error_description: str = "", *, retry_after_s: float | None = None,
+                 waited_s: float = 0.0, **kwargs):
+        self.retry_after_s = retry_after_s
+        self.waited_s = waited_s
+        super().__init__(error_description, **kwargs)
+
+
 class FulfillmentRequestInvalidError(FulfillmentAPIError):
     """The fulfillment request id is invalid (unknown to the service)."""
 
@@ -169,7 +185,7 @@ class ShipmentAlreadyStartedError(FulfillmentAPIError):
 ERROR_CLASSES: dict[str, type[FulfillmentAPIError]] = {
     cls.error_code: cls
     for cls in (
-        UnauthorizedError, NotFoundError, ServerError,
+        UnauthorizedError, NotFoundError, ServerError, RateLimitedError,
         FulfillmentRequestInvalidError, PayloadConversionFailedError,
         InvalidItemError, AlreadyRejectedError, AlreadyShippedError,
         ItemAlreadyShippedError, ItemAlreadyRejectedError,
@@ -194,6 +210,8 @@ def error_from_response(status: int, body: object) -> FulfillmentAPIError:
             cls = UnauthorizedError
         elif status == 404:
             cls = NotFoundError
+        elif status == 429:
+            cls = RateLimitedError
         elif status >= 500:
             cls = ServerError
         else:

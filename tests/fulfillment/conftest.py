@@ -80,3 +80,21 @@ def item_states(emulator_url):
         assert resp.status_code == 200, resp.text
         return [(i["product_id"], i["price"], i["status"]) for i in resp.json()["items"]]
     return _states
+
+
+@pytest.fixture(scope="module")
+def start_emulator(tmp_path_factory):
+    """``start_emulator(*args)`` -> a running :class:`EmulatorProcess`; all are
+    stopped when the module's tests are done."""
+    from tests.fulfillment.processes import EmulatorProcess
+
+    log_dir = tmp_path_factory.mktemp("emulator")
+    started = []
+
+    def _start(*args: str, env: dict | None = None):
+        started.append(EmulatorProcess(*args, log_dir=log_dir, env=env))
+        return started[-1]
+
+    yield _start
+    for proc in started:
+        proc.stop()
