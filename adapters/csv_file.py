@@ -1,10 +1,12 @@
-"""CSV adapter: ATP from a ``product,location,atp`` file, held in memory.
+"""CSV adapter: ATP from a ``product,location,atp`` file, one shared copy per machine.
 
-The whole file is parsed into a compact, immutable
-:class:`~adapters.csv_table.CsvTable`, so a million rows cost tens of
-megabytes, not hundreds. A daemon thread polls the file and swaps in a new
-table only when a complete, valid file was read, parsed in a child process so
-the reload never holds the serving worker's GIL; until then requests keep the
+The file is parsed once into a table file in ``table_dir`` (see
+:mod:`adapters.csv_build`), which every worker maps read-only
+(:class:`~adapters.csv_shared.MappedTable`): four workers hold one copy, and a
+worker that starts or restarts maps the table that is already built instead of
+parsing the file again. The parse runs in a child process, so it never holds
+the serving worker's GIL. A daemon thread polls the file and swaps in the new
+table only when a complete, valid file was read; until then requests keep the
 previous table. Writers should still prefer writing a temporary file and
 renaming it over the old one (atomic on POSIX).
 """
@@ -21,8 +23,10 @@ from datetime import datetime, timezone
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from atp_bridge.adapters.base import Adapter, Batch, Health
-from atp_bridge.adapters.csv_table import (CHANGED, DEFAULT_COLUMNS, CsvTable, _path_signature, read_file,
-                                read_file_in_subprocess)
+from atp_bridge.adapters.csv_build import (TableDirError, build, build_in_subprocess, open_table,
+                                          previous_table, source_key, table_dir)
+from atp_bridge.adapters.csv_shared import MappedTable
+from atp_bridge.adapters.csv_table import CHANGED, DEFAULT_COLUMNS, _path_signature
 from atp_bridge import metrics
 from atp_bridge.config_types import resolve_file
 from atp_bridge.errors import AdapterUnavailable
@@ -52,6 +56,8 @@ class CsvOptionsSchema(Schema):
     reload_interval_s = fields.Float(load_default=2.0,
                                      validate=validate.Range(min=0, min_inclusive=False))
     encoding = fields.String(load_default="utf-8-sig")  # -sig: a leading BOM is dropped
+    # where the shared table files live; None: $ATP_BRIDGE_TABLE_DIR, else a private temp dir
+    table_dir = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1))
 
     @validates("encoding")
     def _known_encoding(self, value: str, **kwargs) -> None:
@@ -62,7 +68,7 @@ class CsvOptionsSchema(Schema):
 
 
 class CsvAdapter(Adapter):
-    """ATP from a CSV file, answered from memory and reloaded when the file changes.
+    """ATP from a CSV file, answered from a shared mapped table, reloaded when the file changes.
 
     The first load happens in the constructor; its failure is recorded (health
     turns false, ``lookup`` raises :class:`AdapterUnavailable`), not raised. A
@@ -72,6 +78,7 @@ class CsvAdapter(Adapter):
     parsed and did not change during the read. A bad file keeps the previous
     table and marks the adapter unhealthy until a good one loads.
     ``reload_interval_s=None`` disables polling (use :meth:`reload_now`).
+    ``table_dir``: where the table files are kept (:func:`~adapters.csv_build.table_dir`).
     """
 
     options_schema = CsvOptionsSchema
@@ -80,8 +87,8 @@ class CsvAdapter(Adapter):
 
     def __init__(self, name: str, *, path: str, delimiter: str = ",",
                  columns: Mapping[str, str] | None = None, reload_interval_s: float | None = 2.0,
-                 encoding: str = "utf-8-sig", locations: Sequence[str] = ("*",),
-                 match_on: str = "external_identifier"):
+                 encoding: str = "utf-8-sig", table_dir: str | None = None,
+                 locations: Sequence[str] = ("*",), match_on: str = "external_identifier"):
         super().__init__(name, locations=locations, match_on=match_on)
         columns = {**DEFAULT_COLUMNS, **(columns or {})}
         if set(columns) != set(DEFAULT_COLUMNS):
@@ -90,9 +97,9 @@ class CsvAdapter(Adapter):
             raise ValueError(f"delimiter must be one character, got {delimiter!r}")
         self.path = os.fspath(path)
         self.delimiter, self.columns, self.encoding = delimiter, columns, encoding
-        self.reload_interval_s = reload_interval_s
+        self.reload_interval_s, self.table_dir = reload_interval_s, table_dir
         # (table, loaded_at, last_error), replaced as a whole so readers see one state
-        self._state: tuple[CsvTable | None, float | None, str | None] = (None, None, None)
+        self._state: tuple[MappedTable | None, float | None, str | None] = (None, None, None)
         self._seen: tuple | None = None  # stat signature of the version last read
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
@@ -108,6 +115,8 @@ class CsvAdapter(Adapter):
         """Build from an AdapterSpec; a relative ``path`` is relative to ``spec.base_dir``."""
         options = dict(spec.options)
         path = os.path.normpath(resolve_file(spec.base_dir, options.pop("path")))
+        if options.get("table_dir"):
+            options["table_dir"] = os.path.normpath(resolve_file(spec.base_dir, options["table_dir"]))
         return cls(spec.name, path=path, locations=spec.locations, match_on=spec.match_on, **options)
 
     def lookup(self, batch: Batch) -> list:
@@ -126,28 +135,23 @@ class CsvAdapter(Adapter):
             "loaded_at": (datetime.fromtimestamp(loaded_at, timezone.utc).isoformat(timespec="seconds")
                           if loaded_at else None),
             "last_error": error,
+            "table_file": table.path if table else None,
         }
         if table is not None and error is None:
             return Health(True, "ok", info)
         return Health(False, error or f"{self.path}: not loaded yet", info)
 
-    def reload_now(self, in_subprocess: bool = False) -> bool:
-        """Read the file now and swap the new table in; True when it was swapped.
+    def reload_now(self, in_subprocess: bool = True) -> bool:
+        """Bring the table up to date with the file now; True when a new one was swapped in.
 
-        ``in_subprocess``: parse in a child process (the background reloads do),
-        so this thread does not compete for the GIL with requests for seconds.
+        A table already built for this version of the file (by another worker,
+        or before this worker restarted) is mapped; otherwise it is built, in a
+        child process unless ``in_subprocess`` is false (or no child process can
+        be started), so this thread does not compete for the GIL with requests.
         """
         with self._load_lock:
             started = time.perf_counter()
-            args = (self.path, self.encoding, self.delimiter, self.columns)
-            if in_subprocess:
-                try:
-                    table, error, sig = read_file_in_subprocess(*args)
-                except Exception as e:  # no child process to be had: read here, slower for requests
-                    log.warning("csv adapter %r: %s; reading in this process", self.name, e)
-                    table, error, sig = read_file(*args)
-            else:
-                table, error, sig = read_file(*args)
+            table, error, sig, how = self._load(in_subprocess)
             if sig == CHANGED:
                 log.info("csv adapter %r: %s changed while being read; retrying later",
                          self.name, self.path)
@@ -156,18 +160,59 @@ class CsvAdapter(Adapter):
             old, loaded_at, _ = self._state
             if table is None:
                 metrics.CSV_RELOADS.labels(self.name, "error").inc()
+                if old is None and sig is not None:  # a restarted worker: serve what the others serve
+                    key = source_key(self.path, self.encoding, self.delimiter, self.columns)
+                    old = previous_table(self._dir, key) if self._dir else None
+                    loaded_at = time.time() if old is not None else None
                 self._state = (old, loaded_at, error)
                 log.warning("csv adapter %r: %s; %s", self.name, error,
                             "keeping the previous data" if old else "no data to serve")
                 return False
-            self._state = (table, time.time(), None)
+            if old is not None and old.path == table.path and loaded_at is not None:
+                self._state = (old, loaded_at, None)  # the same file again (e.g. touched back)
+                return False
+            self._state = (table, time.time(), None)  # the old table is unmapped once unused
             metrics.CSV_RELOADS.labels(self.name, "ok").inc()
             metrics.CSV_ROWS.labels(self.name).set(table.rows)
-            metrics.CSV_MTIME.labels(self.name).set(sig[0] / 1e9)  # sig: the stat read, st_mtime_ns first
-            log.info("csv adapter %r: loaded %s: %d rows, %d products x %d locations (%s) in %.2fs",
-                     self.name, self.path, table.rows, table.products, table.locations,
-                     table.layout, time.perf_counter() - started)
+            log.info("csv adapter %r: %s %s: %d rows, %d products x %d locations (%s) in %.2fs",
+                     self.name, "built the table of" if how == "built" else
+                     "mapped the existing table of", self.path, table.rows, table.products,
+                     table.locations, table.layout, time.perf_counter() - started)
             return True
+
+    _dir: str | None = None
+
+    def _load(self, in_subprocess: bool) -> tuple:
+        """``(table, error, stat signature read, "built" | "mapped")``."""
+        sig = _path_signature(self.path)
+        if sig is None:
+            return None, f"{self.path}: file not found", None, None
+        try:
+            self._dir = directory = table_dir(self.table_dir)
+        except TableDirError as e:
+            return None, str(e), sig, None
+        key = source_key(self.path, self.encoding, self.delimiter, self.columns)
+        table = open_table(directory, key, self.path, sig)
+        if table is not None:
+            return table, None, sig, "mapped"
+        args = (directory, self.path, self.encoding, self.delimiter, self.columns)
+        result = None
+        if in_subprocess:
+            try:
+                result = build_in_subprocess(*args)
+            except Exception as e:  # no child process to be had: build here, slower for requests
+                log.warning("csv adapter %r: %s; building the table in this process", self.name, e)
+        if result is None:
+            result = build(*args)
+        if result.get("changed"):
+            return None, None, CHANGED, None
+        read = tuple(result["sig"]) if result.get("sig") else None
+        if "error" in result:
+            return None, result["error"], read, None
+        table = open_table(directory, key, self.path, read)
+        if table is None:  # replaced again since the build
+            return None, None, CHANGED, None
+        return table, None, read, "built" if result["built"] else "mapped"
 
     def _poll(self) -> None:
         pending = None
@@ -180,7 +225,7 @@ class CsvAdapter(Adapter):
                     pending = sig
                 else:
                     pending = None
-                    self.reload_now(in_subprocess=True)
+                    self.reload_now()
             except Exception:  # the poller must outlive any surprise
                 log.exception("csv adapter %r: reload of %s failed", self.name, self.path)
 

@@ -1,28 +1,25 @@
-"""The CSV adapter's table: parsing a file into a compact, immutable :class:`CsvTable`.
+"""The CSV adapter's parsing: the csv-module path and the in-memory :class:`CsvTable`.
 
-String -> index dicts plus flat ``array`` columns, no per-row Python objects,
-so a million rows cost tens of megabytes, not hundreds.
-
-Parsing a big file is CPU work that holds the GIL; done in a thread of a
-serving worker it would stall that worker's requests (each one waits for the
-GIL after every socket read). The adapter's background reloads therefore run
-:func:`read_file` in a child process (``python -m atp_bridge.adapters.csv_table``, see
-:func:`read_file_in_subprocess`) and only unpickle the finished table.
+:func:`parse_rows` is the reference parser: every quirk of the format
+(quotes, a BOM, blank lines, spaces after a delimiter, any encoding) and
+every error message with its line numbers comes from here. The adapter
+serves a shared, mapped copy of the table (:mod:`adapters.csv_shared`),
+built by :mod:`adapters.csv_build` with the fast parser of
+:mod:`adapters.csv_fast` when the file is plain, and with this one when it is
+not (or is broken, for the error message). :class:`CsvTable` is the same
+table in memory, built from the same rows: the reference the mapped table
+is tested against.
 """
 from __future__ import annotations
 
 import csv
 import math
 import os
-import pickle
-import subprocess
-import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from math import isnan
 from operator import itemgetter
-from pathlib import Path
 
 from atp_bridge.adapters.base import WholeNumbers
 
@@ -146,7 +143,15 @@ class CsvTable:
 
 def load_table(lines: Iterable[str], *, delimiter: str = ",",
                columns: Mapping[str, str] = DEFAULT_COLUMNS, layout: str | None = None) -> CsvTable:
-    """Parse CSV text (an open file or any iterable of lines) into a :class:`CsvTable`.
+    """Parse CSV text (an open file or any iterable of lines) into a :class:`CsvTable`;
+    the rules and errors are those of :func:`parse_rows`."""
+    return CsvTable(*parse_rows(lines, delimiter=delimiter, columns=columns), layout)
+
+
+def parse_rows(lines: Iterable[str], *, delimiter: str = ",",
+               columns: Mapping[str, str] = DEFAULT_COLUMNS) -> tuple:
+    """Parse CSV text into ``(products, locations, pidx, lidx, vals)``: name -> index
+    dicts (numbered in order of first appearance) and one array entry per row.
 
     A header row naming the ``columns`` is required; other columns are ignored.
     ``atp`` may be an int or a float and is kept as a float. Blank lines are
@@ -200,7 +205,7 @@ def load_table(lines: Iterable[str], *, delimiter: str = ",",
         more = f" ({nbad} bad rows, first {MAX_REPORTED} shown)" if nbad > MAX_REPORTED else (
             f" ({nbad} bad rows)" if nbad > 1 else "")
         raise _FormatError("; ".join(bad) + more)
-    return CsvTable(products, locations, pidx, lidx, vals, layout)
+    return products, locations, pidx, lidx, vals
 
 
 def _problem(row: list[str], width: int, pick) -> str:
@@ -223,54 +228,3 @@ def _path_signature(path: str) -> tuple | None:
         return _signature(os.stat(path))
     except OSError:
         return None
-
-
-def read_file(path: str, encoding: str, delimiter: str, columns: Mapping[str, str]) -> tuple:
-    """``(table, error, stat signature read)``; signature :data:`CHANGED` if the
-    file changed while it was being read (then table and error are None)."""
-    try:
-        f = open(path, encoding=encoding, newline="")
-    except FileNotFoundError:
-        return None, f"{path}: file not found", None
-    except OSError as e:
-        return None, f"{path}: cannot open: {e.strerror or e}", _path_signature(path)
-    with f:
-        before = _signature(os.fstat(f.fileno()))
-        try:
-            table, error = load_table(f, delimiter=delimiter, columns=columns), None
-        except UnicodeDecodeError as e:
-            table, error = None, f"{path}: not valid {encoding} text: {e.reason}"
-        except (ValueError, OSError) as e:
-            table, error = None, f"{path}: {e}"
-    if _path_signature(path) != before:
-        return None, None, CHANGED
-    return table, error, before
-
-
-def read_file_in_subprocess(path: str, encoding: str, delimiter: str, columns: Mapping[str, str],
-                            timeout: float = 300.0) -> tuple:
-    """:func:`read_file` in a child Python process; same result.
-
-    The child gets no ``PROMETHEUS_MULTIPROC_DIR`` (it is not a worker) and
-    this package on its path. Raises ``RuntimeError`` if the child fails.
-    """
-    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
-    import atp_bridge
-
-    root = str(Path(atp_bridge.__file__).resolve().parent.parent)  # where atp_bridge is importable
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    args = pickle.dumps((path, encoding, delimiter, dict(columns)))
-    proc = subprocess.run([sys.executable, "-m", "atp_bridge.adapters.csv_table"], input=args,
-                          capture_output=True, env=env, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
-        raise RuntimeError(f"csv reader process exited {proc.returncode}: {tail[0]}")
-    return pickle.loads(proc.stdout)
-
-
-if __name__ == "__main__":  # the child of read_file_in_subprocess
-    # import by name, so the table pickles as adapters.csv_table.CsvTable, not __main__'s
-    from atp_bridge.adapters.csv_table import read_file as _read_file
-
-    sys.stdout.buffer.write(pickle.dumps(_read_file(*pickle.loads(sys.stdin.buffer.read())),
-                                         protocol=pickle.HIGHEST_PROTOCOL))

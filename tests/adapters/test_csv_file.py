@@ -1,4 +1,6 @@
-"""Tests of adapters/csv_file.py: parsing, both table layouts, reloading, health."""
+"""Tests of adapters/csv_file.py: parsing, both table layouts, reloading, health.
+
+The adapter serves the shared mapped table; tests/adapters/test_csv_shared*.py cover sharing it."""
 from __future__ import annotations
 
 import csv
@@ -16,7 +18,7 @@ from marshmallow import ValidationError
 
 import atp_bridge.errors
 from atp_bridge.adapters import adapter_class
-from atp_bridge.adapters import csv_file, csv_table
+from atp_bridge.adapters import csv_build, csv_file
 from atp_bridge.adapters.base import Batch, WholeNumbers
 from atp_bridge.adapters.csv_file import CsvAdapter
 from atp_bridge.adapters.csv_table import load_table
@@ -54,6 +56,7 @@ def make_adapter(tmp_path):
         if text is not None:
             path.write_text(text, encoding="utf-8")
         options.setdefault("reload_interval_s", 0.05)
+        options.setdefault("table_dir", str(tmp_path / "tables"))
         adapter = CsvAdapter(name, path=str(path), **options)
         made.append(adapter)
         return adapter, path
@@ -74,7 +77,7 @@ def test_integer_and_float_atp_values_are_kept_as_numbers():
 def test_a_byte_order_mark_before_the_header_is_ignored(tmp_path):
     path = tmp_path / "bom.csv"
     path.write_bytes("\ufeffproduct,location,atp\r\nA,L1,4\r\n".encode("utf-8"))
-    adapter = CsvAdapter("bom", path=str(path), reload_interval_s=None)
+    adapter = CsvAdapter("bom", path=str(path), reload_interval_s=None, table_dir=str(tmp_path))
     assert adapter.health().ok
     assert adapter.fetch(batch(["A"], ["L1"])) == [4.0]
 
@@ -222,7 +225,7 @@ def test_background_reloads_parse_in_a_child_process_not_in_the_serving_one(make
 
     def not_here(*args):
         raise AssertionError("parsed in the serving process")
-    monkeypatch.setattr(csv_file, "read_file", not_here)
+    monkeypatch.setattr(csv_file, "build", not_here)
     new = tmp_path / "atp.csv.tmp"
     new.write_text("product,location,atp\n1000061,US01,33\n", encoding="utf-8")
     os.replace(new, path)
@@ -253,17 +256,21 @@ def test_a_broken_new_file_keeps_the_old_table_until_a_good_file_loads(make_adap
 
 def test_a_file_that_changes_while_being_read_is_not_swapped_in(make_adapter, monkeypatch):
     adapter, path = make_adapter(reload_interval_s=None)
-    real = csv_table._path_signature
+    real = csv_build._path_signature
+    calls = []
 
     def writer_strikes_during_the_read(p):  # a fault injected between parse and re-stat
-        with open(path, "a", encoding="utf-8") as f:
-            f.write("10000211,US02,5\n")
-        monkeypatch.setattr(csv_table, "_path_signature", real)
+        calls.append(p)
+        if len(calls) == 2:  # the first call finds the file, the second re-stats after the parse
+            with open(path, "a", encoding="utf-8") as f:
+                f.write("10000211,US02,5\n")
         return real(p)
 
     path.write_text("product,location,atp\n1000061,US01,99\n", encoding="utf-8")
-    monkeypatch.setattr(csv_table, "_path_signature", writer_strikes_during_the_read)
-    assert adapter.reload_now() is False
+    monkeypatch.setattr(csv_build, "_path_signature", writer_strikes_during_the_read)
+    assert adapter.reload_now(in_subprocess=False) is False
+    assert len(calls) == 2
+    monkeypatch.setattr(csv_build, "_path_signature", real)
     assert adapter.fetch(batch(["1000061"], ["US01"])) == [10.0]  # the old table
     assert adapter.health().ok
     assert adapter.reload_now() is True
@@ -308,6 +315,7 @@ def test_close_stops_the_polling_thread(make_adapter):
 def test_options_schema_fills_defaults():
     assert CsvAdapter.options_schema().load({"path": "atp.csv"}) == {
         "path": "atp.csv", "delimiter": ",", "reload_interval_s": 2.0, "encoding": "utf-8-sig",
+        "table_dir": None,
         "columns": {"product": "product", "location": "location", "atp": "atp"}}
     loaded = CsvAdapter.options_schema().load({"path": "x.csv", "columns": {"atp": "qty"}})
     assert loaded["columns"] == {"product": "product", "location": "location", "atp": "qty"}
