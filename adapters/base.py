@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema
 
-from atp_bridge import metrics
+from atp_bridge import metrics, tracing
 from atp_bridge.errors import AdapterError, AdapterTimeout
 
 # An ATP value as a source reports it: int or float, or None for "unknown".
@@ -178,8 +178,13 @@ class Adapter(abc.ABC):
         Any exception becomes an :class:`AdapterError` naming this adapter.
         Every call is timed; failures, and answers that arrive after the
         batch's deadline (the bridge has given up on them), are counted in
-        ``atp_bridge_adapter_errors_total``.
+        ``atp_bridge_adapter_errors_total``. With tracing on, the call is a span.
         """
+        if tracing.tracer is not None:
+            return tracing.adapter_call(self, batch, self._measured_fetch)
+        return self._measured_fetch(batch)
+
+    def _measured_fetch(self, batch: Batch) -> list:
         started = time.perf_counter()
         if self.id_maps is not None:  # the source's ids, same order: answers stay by position
             batch = self.id_maps.apply(batch)

@@ -26,7 +26,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from atp_bridge.adapters.base import Adapter, Batch, Health
 from atp_bridge.adapters.redis_conn import (DEFAULT_KEY, TLS_FILES, KeyTemplate, LazyClient, Outage, make_client,
                                  redact_url, redis_errors, template_problem)
-from atp_bridge import metrics
+from atp_bridge import metrics, tracing
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
 
 UNKNOWN = b""  # cached marker: "the upstream does not know this pair"
@@ -217,7 +217,9 @@ class RedisAdapter(Adapter):
                                                 f"({self.outage.last_error}); retrying shortly")
         try:
             client = self.client.get()
-            raw = client.mget_nonatomic(keys) if self.cluster else client.mget(keys)
+            mget = client.mget_nonatomic if self.cluster else client.mget
+            raw = mget(keys) if tracing.tracer is None else tracing.redis_call(self.where, "MGET", len(keys),
+                                                                              mget, keys)
         except redis_errors() as e:
             import redis
 
@@ -264,7 +266,10 @@ class RedisAdapter(Adapter):
             pipe = self.client.get().pipeline(transaction=False)
             for key, value in writes.items():
                 pipe.set(key, value, ex=self.ttl_s)
-            pipe.execute()
+            if tracing.tracer is None:
+                pipe.execute()
+            else:
+                tracing.redis_call(self.where, "SET", len(writes), pipe.execute)
         except redis_errors() as e:
             self.outage.failed(e)
 

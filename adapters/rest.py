@@ -28,7 +28,7 @@ from atp_bridge.adapters.rest_http import MAX_RESPONSE_BYTES, BudgetAdapter, Bud
 from atp_bridge.adapters.rest_options import RequestSpec, ResponseSpec, RestOptionsSchema
 from atp_bridge.adapters.rest_wire import (BuiltinWire, WireError, describe_error, retry_after, safe_url,
                                            vendor_message)
-from atp_bridge import metrics
+from atp_bridge import metrics, tracing
 from atp_bridge.errors import AdapterError, AdapterTimeout, AdapterUnavailable, ConfigError
 
 
@@ -172,7 +172,8 @@ class RestAdapter(Adapter):
                 out.update(self._call(chunk, deadline))
             return out
 
-        helpers = [self._pool.submit(drain) for _ in range(helpers_wanted)]
+        submit = self._pool.submit if tracing.tracer is None else tracing.submitter(self._pool)
+        helpers = [submit(drain) for _ in range(helpers_wanted)]
         try:
             known = drain()
             done, pending = wait(helpers, timeout=max(0.0, deadline - time.monotonic()),

@@ -24,6 +24,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from atp_bridge import tracing
+
 CHUNK = 64 * 1024
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024  # the default of max_response_bytes
 
@@ -150,8 +152,17 @@ def send(session: requests.Session, method: str, url: str, *, budget_s: float,
 
     Raises :class:`BudgetExceeded` past the budget, :class:`TooLarge` for a
     body over ``max_bytes`` (by Content-Length or as read), requests' own
-    exceptions otherwise. ``session`` must mount :class:`BudgetAdapter`.
+    exceptions otherwise. ``session`` must mount :class:`BudgetAdapter`. With
+    tracing on, the call is a span and sends the trace context (``traceparent``).
     """
+    if tracing.tracer is not None:
+        return tracing.http_call(_send, session, method, url, budget_s=budget_s, max_bytes=max_bytes,
+                                 **kwargs)
+    return _send(session, method, url, budget_s=budget_s, max_bytes=max_bytes, **kwargs)
+
+
+def _send(session: requests.Session, method: str, url: str, *, budget_s: float,
+          max_bytes: int, **kwargs) -> tuple[int, bytes, dict]:
     dog = _watchdog()
     call, part = dog.arm(budget_s), "headers"
     try:

@@ -21,7 +21,7 @@ import time
 import orjson
 from flask import Flask
 
-from atp_bridge import metrics
+from atp_bridge import metrics, tracing
 from atp_bridge.http_errors import envelope
 from atp_bridge.logs import make_record
 
@@ -81,6 +81,7 @@ class AccessMiddleware:
         self.routes = {r: (r, logging.INFO if r in webhooks else logging.DEBUG) for r in routes}
         self.handles: dict = {}  # (route, status) -> batched (request count, latency) handles
         self.pairs = metrics.batched(metrics.PAIRS)
+        self.traced = frozenset(webhooks)  # with tracing on, webhook calls get a span
 
     def _new_handles(self, route: str, status: int) -> tuple:
         handles = self.handles[route, status] = (
@@ -103,6 +104,8 @@ class AccessMiddleware:
         path = environ.get("PATH_INFO", "")
         if path[:2] == "//":  # Werkzeug would match "//availabilities" as "/availabilities"
             body = _not_found(start)
+        elif tracing.tracer is not None and path in self.traced:
+            body = tracing.serve(self.wsgi_app, environ, start, rid, path, FACTS)
         else:
             body = self.wsgi_app(environ, start)
         elapsed = time.monotonic() - t0

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+from atp_bridge import tracing
 from atp_bridge.adapters import adapter_class
 from atp_bridge.adapters.base import Adapter, Health
 from atp_bridge.config_types import BridgeConfig
@@ -136,7 +137,8 @@ class Bridge:
         answers: list = [None] * len(routes)
         failures: list[tuple[int, AdapterError]] = []
         # blocking adapters go to the pool first; in-memory ones run here meanwhile
-        pending = {self.executor.submit(route.adapter.fetch, route.batch(pids, eids, deadline)): i
+        submit = self.executor.submit if tracing.tracer is None else tracing.submitter(self.executor)
+        pending = {submit(route.adapter.fetch, route.batch(pids, eids, deadline)): i
                    for i, route in routes.blocking}
         for i, route in routes.inline:
             try:

@@ -114,7 +114,8 @@ logconfig_dict = gunicorn_logconfig()
 
 
 def post_worker_init(worker):
-    """Gunicorn hook: the worker's app is built; tune the garbage collector.
+    """Gunicorn hook: the worker's app is built; start tracing if ``OTEL_*``
+    asks for it (:mod:`atp_bridge.tracing`), tune the garbage collector.
 
     ``gc.freeze()`` moves everything built at start-up (config, adapters, CSV
     tables) out of the collector's view, so full collections stop rescanning it;
@@ -124,8 +125,20 @@ def post_worker_init(worker):
     """
     import gc
 
+    from atp_bridge import tracing
+
+    # here, not in post_fork: after gevent patched the worker, so the span exporter's
+    # thread and sockets are the worker's own greenlets
+    tracing.setup()
     gc.freeze()
     gc.set_threshold(7000, 10, 10)
+
+
+def worker_exit(server, worker):
+    """Gunicorn hook, in the worker as it exits: export the spans still queued."""
+    from atp_bridge import tracing
+
+    tracing.shutdown()
 
 
 def child_exit(server, worker):

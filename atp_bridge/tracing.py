@@ -1,0 +1,368 @@
+"""Traces over OTLP/HTTP (OpenTelemetry), off unless the standard ``OTEL_*`` variables ask.
+
+All OpenTelemetry code of atp-bridge is here, and this module imports none of
+it until :func:`setup` turns tracing on: with tracing off, the request path
+pays one ``tracing.tracer is None`` check per hook and ``opentelemetry`` is
+never imported (``pip install "atp-bridge[otel]"`` brings it).
+
+When it is on (:func:`decide`):
+
+* ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``: off, whatever else is set.
+* ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is) or
+  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces`` appended) set, or
+  ``OTEL_TRACES_EXPORTER=otlp`` (then the spec's default
+  ``http://localhost:4318``, a collector beside the bridge): on.
+* Nothing of these set: off, silently.
+* Set but unusable (an endpoint that is not an http(s) URL with a host, an
+  exporter other than ``otlp``, a protocol other than ``http/protobuf``, the
+  ``otel`` extra not installed): off, with ONE warning naming the variable.
+  The webhook serves as before.
+
+The SDK itself reads the rest: ``OTEL_SERVICE_NAME`` (default here
+``atp-bridge``), ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_HEADERS``,
+``..._TIMEOUT``, ``..._CERTIFICATE``, ``..._COMPRESSION``, ``OTEL_BSP_*``
+(the BatchSpanProcessor's delay and queue), ``OTEL_TRACES_SAMPLER``,
+``OTEL_PROPAGATORS``.
+
+Spans: one SERVER span per webhook request (:func:`serve`), one INTERNAL span
+per adapter call (:func:`adapter_call`), one CLIENT span per ERP HTTP call with
+``traceparent`` injected (:func:`http_call`) and per Redis round trip
+(:func:`redis_call`). ERP and Redis spans are made only inside a request's
+trace: readiness probes do not start traces of their own.
+
+Gunicorn: :func:`setup` runs in each worker after fork and after gevent
+patched it (``post_worker_init``), so the exporter's thread is the worker's
+own (a greenlet); :func:`shutdown` flushes on worker exit (``worker_exit``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from atp_bridge.errors import AdapterError, mask
+
+__all__ = ["tracer", "decide", "setup", "shutdown", "serve", "adapter_call", "http_call",
+           "redis_call", "submitter", "INSTALL_HINT", "DEFAULT_SERVICE_NAME"]
+
+log = logging.getLogger("atp_bridge.tracing")
+
+tracer = None  # the Tracer while tracing is on in this process; hooks check only this
+_ot = None  # the OpenTelemetry names the helpers use, bound by setup()
+_provider = None
+
+INSTALL_HINT = 'pip install "atp-bridge[otel]"'
+DEFAULT_SERVICE_NAME = "atp-bridge"
+DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"  # the OTLP/HTTP spec's default
+PREFIX = "atp_bridge."
+
+
+def _env(env, name: str) -> str:
+    return (env.get(name) or "").strip()
+
+
+def decide(env=None) -> tuple[str | None, str | None]:
+    """``(endpoint, None)`` when ``env`` (default ``os.environ``) turns tracing
+    on, ``(None, None)`` when it is off, ``(None, warning)`` when it asks for
+    tracing in a way that cannot work. Never logs, never imports OpenTelemetry."""
+    env = os.environ if env is None else env
+    if _env(env, "OTEL_SDK_DISABLED").lower() == "true":
+        return None, None
+    exporter = _env(env, "OTEL_TRACES_EXPORTER").lower()
+    if exporter == "none":
+        return None, None
+    endpoint, var = _env(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+    if not endpoint:
+        var = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        base = _env(env, var)
+        endpoint = base and base.rstrip("/") + "/v1/traces"
+    if not endpoint and exporter != "otlp":
+        return None, None if not exporter else _off(
+            f"OTEL_TRACES_EXPORTER={exporter!r}: atp-bridge exports traces with 'otlp' only")
+    if exporter not in ("", "otlp"):
+        return None, _off(f"OTEL_TRACES_EXPORTER={exporter!r}: atp-bridge exports traces with 'otlp' only "
+                          f"(OTLP/HTTP); set it to otlp or leave it unset")
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = _env(env, name)
+        if protocol:
+            if protocol != "http/protobuf":
+                return None, _off(f"{name}={protocol!r}: atp-bridge exports over OTLP/HTTP with "
+                                  f"protobuf only; set it to http/protobuf or leave it unset")
+            break
+    if not endpoint:
+        return DEFAULT_ENDPOINT, None
+    problem = _url_problem(endpoint)
+    if problem:  # the value itself is not quoted: it may carry credentials
+        return None, _off(f"{var} {problem}; expected e.g. http://otel-collector:4318")
+    return endpoint, None
+
+
+def _off(why: str) -> str:
+    return f"tracing off: {why}"
+
+
+def _url_problem(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port that is not a number in range
+    except ValueError as e:
+        return f"is not a valid URL ({e})"
+    if parts.scheme not in ("http", "https"):
+        return "is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "has no host"
+    return None
+
+
+def shown_url(url: str) -> str:
+    """``url`` as spans and logs show it: no user info, query or fragment (they
+    may carry credentials), and any configured secret masked."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return mask(urlunsplit((parts.scheme, host + (f":{port}" if port else ""), parts.path, "", "")))
+
+
+def setup() -> bool:
+    """Turn tracing on in this process if the environment asks for it; True when on.
+
+    Called once per gunicorn worker (``post_worker_init``). A request for
+    tracing that cannot work logs one warning and leaves tracing off.
+    """
+    global tracer, _ot, _provider
+    if tracer is not None:
+        return True
+    endpoint, warning = decide()
+    if endpoint is None:
+        if warning:
+            log.warning(warning)
+        return False
+    try:
+        from opentelemetry import propagate, trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    except ImportError as e:
+        log.warning(_off(f"OTEL_* asks for traces but OpenTelemetry is not installed ({e.name}); "
+                         f"{INSTALL_HINT}"))
+        return False
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            release = version("atp-bridge")
+        except PackageNotFoundError:
+            release = "unknown"
+        resource = Resource.create({"service.version": release})
+        if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+            # neither OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES named the service
+            resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+        provider = TracerProvider(resource=resource)
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    except Exception as e:  # an SDK refusing a value (OTEL_BSP_*, headers...) must not stop the worker
+        log.warning(_off(f"OpenTelemetry refused the OTEL_* settings: {type(e).__name__}: {mask(str(e))}"))
+        return False
+    trace.set_tracer_provider(provider)
+    _ot = _Names(trace, propagate)
+    _provider = provider
+    tracer = provider.get_tracer("atp_bridge", release)
+    log.info("tracing on: spans exported over OTLP/HTTP to %s as service.name=%s", shown_url(endpoint),
+             resource.attributes.get(SERVICE_NAME))
+    return True
+
+
+def shutdown(timeout_s: float = 5.0) -> None:
+    """Export what is still queued (bounded by ``timeout_s``) and stop; for a worker's exit."""
+    global tracer
+    provider = _provider
+    if provider is None:
+        return
+    tracer = None
+    try:
+        provider.force_flush(int(timeout_s * 1000))
+        provider.shutdown()
+    except Exception as e:  # the exit goes on
+        log.warning("tracing: flushing spans at exit failed: %s: %s", type(e).__name__, mask(str(e)))
+
+
+class _Names:
+    """The OpenTelemetry API names the helpers use, looked up once."""
+
+    def __init__(self, trace, propagate):
+        self.trace, self.propagate = trace, propagate
+        self.SERVER, self.CLIENT = trace.SpanKind.SERVER, trace.SpanKind.CLIENT
+        self.ERROR = trace.StatusCode.ERROR
+        self.Status = trace.Status
+
+
+class _EnvironGetter:
+    """Reads propagation headers (``traceparent``...) from a WSGI environ."""
+
+    def get(self, carrier: dict, key: str):
+        value = carrier.get("HTTP_" + key.upper().replace("-", "_"))
+        return None if value is None else [value]
+
+    def keys(self, carrier: dict) -> list[str]:
+        return [k[5:].lower().replace("_", "-") for k in carrier if k.startswith("HTTP_")]
+
+
+_ENVIRON = _EnvironGetter()
+
+
+def serve(app, environ: dict, start_response, request_id: str, route: str, facts_key: str):
+    """``app(environ, start_response)`` inside the request's SERVER span.
+
+    The span continues a caller's ``traceparent`` if one came, and carries the
+    request id the bridge answered with, the pairs, the adapters asked and
+    the degraded reason (status ERROR when degraded or 5xx)."""
+    answered = []
+
+    def start(status: str, headers: list, exc_info=None):
+        answered.append(status)
+        return start_response(status, headers, exc_info)
+
+    method = environ.get("REQUEST_METHOD", "")
+    parent = _ot.propagate.extract(environ, getter=_ENVIRON)
+    with tracer.start_as_current_span(f"{method} {route}", context=parent, kind=_ot.SERVER,
+                                      record_exception=False, attributes={
+            "http.request.method": method, "http.route": route, "url.path": route,
+            "url.scheme": environ.get("wsgi.url_scheme", "http"),
+            "client.address": environ.get("REMOTE_ADDR") or "",
+            PREFIX + "request_id": request_id}) as span:
+        body = app(environ, start)
+        status = int(answered[-1][:3]) if answered else 500
+        span.set_attribute("http.response.status_code", status)
+        facts = environ.get(facts_key)
+        if facts is not None:
+            pairs, adapters, reason = facts
+            span.set_attribute(PREFIX + "pairs", pairs)
+            span.set_attribute(PREFIX + "adapters", list(adapters or ()))
+            if reason:
+                span.set_attribute(PREFIX + "degraded", reason)
+                span.set_status(_ot.Status(_ot.ERROR, f"degraded: {reason}"))
+        if status >= 500:
+            span.set_status(_ot.Status(_ot.ERROR, f"HTTP {status}"))
+    return body
+
+
+def submitter(executor):
+    """``executor.submit`` carrying this request's trace context into the pool
+    thread: a pool thread runs in its own context, and its spans would start
+    traces of their own."""
+    import contextvars
+
+    def submit(fn, *args, **kwargs):
+        return executor.submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+    return submit
+
+
+_type_names: dict[type, str] = {}
+
+
+def type_name(adapter) -> str:
+    """The ``type:`` an adapter's class is registered as (its class name if none)."""
+    cls = type(adapter)
+    name = _type_names.get(cls)
+    if name is None:
+        from atp_bridge.adapters import BUILTINS, _entry_points
+
+        target = f"{cls.__module__}:{cls.__qualname__}"
+        known = {**{ep.value: n for n, ep in _entry_points().items()},
+                 **{t: n for n, t in BUILTINS.items()}}
+        name = _type_names[cls] = known.get(target, cls.__qualname__)
+    return name
+
+
+def adapter_call(adapter, batch, fetch):
+    """``fetch(batch)`` (the adapter's measured fetch) inside an INTERNAL span:
+    adapter name and type, pairs, outcome (``ok``, ``late``: answered after the
+    deadline, ``error``) and the error's reason (``timeout``, ``unavailable``, ``error``...)."""
+    with tracer.start_as_current_span(f"adapter {adapter.name}", record_exception=False,
+                                      set_status_on_exception=False, attributes={
+            PREFIX + "adapter.name": adapter.name, PREFIX + "adapter.type": type_name(adapter),
+            PREFIX + "adapter.pairs": len(batch), PREFIX + "adapter.products": len(batch.products),
+            PREFIX + "adapter.locations": len(batch.locations)}) as span:
+        try:
+            answer = fetch(batch)
+        except AdapterError as e:
+            span.set_attribute(PREFIX + "adapter.outcome", "error")
+            span.set_attribute(PREFIX + "adapter.error", e.reason)
+            span.set_status(_ot.Status(_ot.ERROR, mask(str(e))[:500]))
+            raise
+        if time.monotonic() > batch.deadline:  # the bridge has given up on it
+            span.set_attribute(PREFIX + "adapter.outcome", "late")
+            span.set_attribute(PREFIX + "adapter.error", "timeout")
+            span.set_status(_ot.Status(_ot.ERROR, "answered after the deadline"))
+        else:
+            span.set_attribute(PREFIX + "adapter.outcome", "ok")
+        span.set_attribute(PREFIX + "adapter.known", sum(v is not None for v in answer))
+        return answer
+
+
+def _in_trace() -> bool:
+    return _ot.trace.get_current_span().get_span_context().is_valid
+
+
+def http_call(send, session, method: str, url: str, **kwargs):
+    """``send(session, method, url, **kwargs)`` in a CLIENT span, with the trace
+    context (``traceparent``) added to the request headers. Outside a request's
+    trace (a readiness probe) the call goes out as it is."""
+    if not _in_trace():
+        return send(session, method, url, **kwargs)
+    parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 0
+    with tracer.start_as_current_span(method, kind=_ot.CLIENT, record_exception=False,
+                                      set_status_on_exception=False, attributes={
+            "http.request.method": method, "url.full": shown_url(url),
+            "server.address": parts.hostname or "", "server.port": port}) as span:
+        headers = dict(kwargs.get("headers") or {})
+        _ot.propagate.inject(headers)
+        kwargs["headers"] = headers
+        try:
+            status, body, answered = send(session, method, url, **kwargs)
+        except Exception as e:  # its message may quote the URL's query: the type only
+            span.set_attribute("error.type", type(e).__name__)
+            span.set_status(_ot.Status(_ot.ERROR, type(e).__name__))
+            raise
+        span.set_attribute("http.response.status_code", status)
+        span.set_attribute("http.response.body.size", len(body))
+        if status >= 400:
+            span.set_attribute("error.type", str(status))
+            span.set_status(_ot.Status(_ot.ERROR, f"HTTP {status}"))
+        return status, body, answered
+
+
+def redis_call(where: str, operation: str, n_keys: int, call, *args):
+    """``call(*args)``, one Redis round trip, in a CLIENT span: the command and
+    how many keys, never a key or a value. ``where`` is the redacted URL."""
+    if not _in_trace():
+        return call(*args)
+    parts = urlsplit(where)
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = 0
+    attributes = {"db.system.name": "redis", "db.operation.name": operation,
+                  "server.address": parts.hostname or "", "server.port": port,
+                  PREFIX + "redis.keys": n_keys}
+    if parts.path.strip("/").isdigit():
+        attributes["db.namespace"] = parts.path.strip("/")
+    with tracer.start_as_current_span(operation, kind=_ot.CLIENT, record_exception=False,
+                                      set_status_on_exception=False, attributes=attributes) as span:
+        try:
+            return call(*args)
+        except Exception as e:
+            span.set_attribute("error.type", type(e).__name__)
+            span.set_status(_ot.Status(_ot.ERROR, type(e).__name__))
+            raise
