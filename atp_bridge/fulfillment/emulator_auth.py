@@ -166,8 +166,10 @@ def install(app: Flask, *, credentials: tuple[str, str] | None = None,
                                         form.get("client_secret", "")):
             return _oauth_error("invalid_client", "Invalid client or Invalid client "
                                 "credentials", 401)
-        return jsonify({"access_token": issuer.issue(), "token_type": "Bearer",
-                        "expires_in": issuer.lifetime_s, "scope": ""})
+        lifetime = issuer.lifetime_s
+        return jsonify({"access_token": issuer.issue(), "token_type": "Bearer", "scope": "",
+                        # OAuth2 says integer seconds; a fraction only if one was asked for
+                        "expires_in": int(lifetime) if lifetime == int(lifetime) else lifetime})
 
 
 def _oauth_error(code: str, description: str, status: int):
