@@ -118,6 +118,21 @@ def previous_table(directory: str, key: str) -> csv_shared.MappedTable | None:
     return max(tables, key=lambda t: t[:2])[2] if tables else None
 
 
+def build_running(directory: str, key: str) -> bool:
+    """True while a process holds ``key``'s build lock (a builder is parsing)."""
+    try:
+        fd = os.open(os.path.join(directory, f"csv-{key}.lock"), os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the lock, if we got it
+    return False
+
+
 def build(directory: str, path: str, encoding: str, delimiter: str, columns,
           processes: int | None = None) -> dict:
     """Make sure the table of ``path`` as it is now exists; returns ``{"table", "sig",
@@ -234,4 +249,5 @@ def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str
 
 
 if __name__ == "__main__":  # the child of build_in_subprocess
+    os.nice(10)  # the serving workers come first: a reload must not slow their answers
     sys.stdout.write(json.dumps(build(*json.loads(sys.stdin.read()))))

@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from multiprocessing import get_context
 
-BLOCK = 16 << 20  # bytes parsed at once: big enough for C loops, small next to the table
+BLOCK = 4 << 20  # bytes parsed at once: long C loops, yet its lists of str stay ~50 MB
 FIELD_LIMIT = 131072  # csv.field_size_limit(): a longer field is an error on the slow path
 FAST_ENCODINGS = {"utf-8", "utf-8-sig", "ascii"}
 MIN_PART = 8 << 20  # a file smaller than this is not worth a second process

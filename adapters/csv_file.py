@@ -23,8 +23,8 @@ from datetime import datetime, timezone
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from atp_bridge.adapters.base import Adapter, Batch, Health
-from atp_bridge.adapters.csv_build import (TableDirError, build, build_in_subprocess, open_table,
-                                          previous_table, source_key, table_dir)
+from atp_bridge.adapters.csv_build import (TableDirError, build, build_in_subprocess, build_running,
+                                          open_table, previous_table, source_key, table_dir)
 from atp_bridge.adapters.csv_shared import MappedTable
 from atp_bridge.adapters.csv_table import CHANGED, DEFAULT_COLUMNS, _path_signature
 from atp_bridge import metrics
@@ -193,6 +193,10 @@ class CsvAdapter(Adapter):
             return None, str(e), sig, None
         key = source_key(self.path, self.encoding, self.delimiter, self.columns)
         table = open_table(directory, key, self.path, sig)
+        waited = time.monotonic()
+        while table is None and build_running(directory, key) and time.monotonic() - waited < 900:
+            time.sleep(0.05)  # another worker's builder is at it: no second one (a cooperative sleep)
+            table = open_table(directory, key, self.path, sig)
         if table is not None:
             return table, None, sig, "mapped"
         args = (directory, self.path, self.encoding, self.delimiter, self.columns)
