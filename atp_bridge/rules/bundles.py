@@ -55,14 +55,16 @@ def recipe_problems(recipes: Recipes) -> list[tuple[str, str]]:
         for part in recipes.get(node, ()):
             if part == node or part not in recipes:
                 continue
-            if state.get(part) == 1:
-                cycle = path[path.index(part):] + [part]
-                problems.append((part, f"bundles form a cycle: {' -> '.join(cycle)}"))
+            if state.get(part) == 1:  # told from its smallest id, whatever the order of the keys
+                ring = path[path.index(part):]
+                start = ring.index(min(ring))
+                cycle = ring[start:] + ring[:start] + [ring[start]]
+                problems.append((cycle[0], f"bundles form a cycle: {' -> '.join(cycle)}"))
             elif part not in state:
                 visit(part, path + [part])
         state[node] = 2
 
-    for bundle in recipes:
+    for bundle in sorted(recipes):
         if bundle not in state:
             visit(bundle, [bundle])
     return problems

@@ -93,6 +93,12 @@ class BundlesSchema(Schema):
                 else:
                     recipe[part] = q
             recipes[bundle] = recipe
+        for key, message in ([] if errors else recipe_problems(recipes)):
+            bundle, _, part = key.partition(".")
+            if part:  # a bundle listing itself: at bundles.KIT.KIT
+                errors.setdefault(bundle, {})[part] = [message]
+            elif bundle not in errors:  # a cycle: at the bundle where it closes
+                errors[bundle] = [message]
         if errors:
             raise ValidationError(errors)
         return BundlesConfig(recipes=recipes, file=file, reload_interval_s=interval)
@@ -117,7 +123,7 @@ def check_rules(settings: dict, base_dir: str) -> tuple[dict, list[tuple[str, st
                 files[name] = read(part.path)
             except RuleFileError as e:
                 problems.append((key, str(e)))
-    if bc is not None:
-        merged = {**bc.recipes, **files.get("bundles", {})}
+    if "bundles" in files:  # the inline bundles alone were checked by their schema
+        merged = {**bc.recipes, **files["bundles"]}
         problems.extend((f"bundles.{k}", m) for k, m in recipe_problems(merged))
     return files, problems
