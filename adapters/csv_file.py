@@ -174,6 +174,7 @@ class CsvAdapter(Adapter):
             self._state = (table, time.time(), None)  # the old table is unmapped once unused
             metrics.CSV_RELOADS.labels(self.name, "ok").inc()
             metrics.CSV_ROWS.labels(self.name).set(table.rows)
+            metrics.CSV_MTIME.labels(self.name).set(sig[0] / 1e9)  # sig: the stat read, st_mtime_ns first
             log.info("csv adapter %r: %s %s: %d rows, %d products x %d locations (%s) in %.2fs",
                      self.name, "built the table of" if how == "built" else
                      "mapped the existing table of", self.path, table.rows, table.products,

@@ -22,7 +22,6 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 
-from atp_bridge import metrics
 from atp_bridge.errors import AtpBridgeError
 
 log = logging.getLogger("atp_bridge.holds")
@@ -184,6 +183,11 @@ class HoldStore:
             held, n_manual = self._read()
             self._held = held
             total = sum(map(len, held.values()))
+            # imported here: the CLI imports this module before `serve` sets
+            # PROMETHEUS_MULTIPROC_DIR, and prometheus_client picks its value store
+            # at import; imported earlier, every worker's /metrics came back empty
+            from atp_bridge import metrics
+
             metrics.HOLDS_ACTIVE.labels("manual").set(n_manual)
             metrics.HOLDS_ACTIVE.labels("rejection").set(total - n_manual)
         except HoldError as e:  # keep the last known holds; log once per outage
