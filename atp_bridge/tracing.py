@@ -1,49 +1,38 @@
 """Traces over OTLP/HTTP (OpenTelemetry), off unless the standard ``OTEL_*`` variables ask.
 
-All OpenTelemetry code of atp-bridge is here, and this module imports none of
-it until :func:`setup` turns tracing on: with tracing off, the request path
-pays one ``tracing.tracer is None`` check per hook and ``opentelemetry`` is
-never imported (``pip install "atp-bridge[otel]"`` brings it).
+All OpenTelemetry code of atp-bridge is here, and none of it is imported until
+:func:`setup` turns tracing on: off, each hook on the request path is one
+``tracing.tracer is None`` check (``pip install "atp-bridge[otel]"`` brings it).
 
-When it is on (:func:`decide`):
+:func:`decide` says when it is on: never with ``OTEL_SDK_DISABLED=true`` or
+``OTEL_TRACES_EXPORTER=none``; else when ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``
+(as is) or ``OTEL_EXPORTER_OTLP_ENDPOINT`` (plus ``/v1/traces``) is set, or
+``OTEL_TRACES_EXPORTER=otlp`` (the spec's default ``http://localhost:4318``).
+A setting that cannot work (an endpoint that is not an http(s) URL with a host,
+another exporter or protocol, the extra not installed) leaves it off with ONE
+warning naming the variable; the webhook serves as before. The SDK reads the
+rest itself (``OTEL_SERVICE_NAME``, default here ``atp-bridge``;
+``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_HEADERS`` and ``_TIMEOUT``,
+``OTEL_BSP_*``, ``OTEL_TRACES_SAMPLER``, ``OTEL_PROPAGATORS``).
 
-* ``OTEL_SDK_DISABLED=true`` or ``OTEL_TRACES_EXPORTER=none``: off, whatever else is set.
-* ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is) or
-  ``OTEL_EXPORTER_OTLP_ENDPOINT`` (``/v1/traces`` appended) set, or
-  ``OTEL_TRACES_EXPORTER=otlp`` (then the spec's default
-  ``http://localhost:4318``, a collector beside the bridge): on.
-* Nothing of these set: off, silently.
-* Set but unusable (an endpoint that is not an http(s) URL with a host, an
-  exporter other than ``otlp``, a protocol other than ``http/protobuf``, the
-  ``otel`` extra not installed): off, with ONE warning naming the variable.
-  The webhook serves as before.
-
-The SDK itself reads the rest: ``OTEL_SERVICE_NAME`` (default here
-``atp-bridge``), ``OTEL_RESOURCE_ATTRIBUTES``, ``OTEL_EXPORTER_OTLP_HEADERS``,
-``..._TIMEOUT``, ``..._CERTIFICATE``, ``..._COMPRESSION``, ``OTEL_BSP_*``
-(the BatchSpanProcessor's delay and queue), ``OTEL_TRACES_SAMPLER``,
-``OTEL_PROPAGATORS``.
-
-Spans: one SERVER span per webhook request (:func:`serve`), one INTERNAL span
-per adapter call (:func:`adapter_call`), one CLIENT span per ERP HTTP call with
-``traceparent`` injected (:func:`http_call`) and per Redis round trip
-(:func:`redis_call`). ERP and Redis spans are made only inside a request's
-trace: readiness probes do not start traces of their own.
-
-Gunicorn: :func:`setup` runs in each worker after fork and after gevent
-patched it (``post_worker_init``), so the exporter's thread is the worker's
-own (a greenlet); :func:`shutdown` flushes on worker exit (``worker_exit``).
+Spans: SERVER per webhook request (:func:`serve`), INTERNAL per adapter call
+(:func:`adapter_call`), CLIENT per ERP HTTP call with ``traceparent`` sent
+(:func:`http_call`) and per Redis round trip (:func:`redis_call`); ERP and
+Redis spans only inside a request's trace (probes start no traces).
+Gunicorn: :func:`setup` runs in each worker after fork and gevent's patch
+(``post_worker_init``), so the exporter's thread is the worker's own greenlet;
+:func:`shutdown` flushes at the worker's exit (``worker_exit``).
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from atp_bridge.errors import AdapterError, mask
+from atp_bridge.tracing_env import decide, shown_url
 
-__all__ = ["tracer", "decide", "setup", "shutdown", "serve", "adapter_call", "http_call",
+__all__ = ["tracer", "decide", "shown_url", "setup", "shutdown", "serve", "adapter_call", "http_call",
            "redis_call", "submitter", "INSTALL_HINT", "DEFAULT_SERVICE_NAME"]
 
 log = logging.getLogger("atp_bridge.tracing")
@@ -54,79 +43,7 @@ _provider = None
 
 INSTALL_HINT = 'pip install "atp-bridge[otel]"'
 DEFAULT_SERVICE_NAME = "atp-bridge"
-DEFAULT_ENDPOINT = "http://localhost:4318/v1/traces"  # the OTLP/HTTP spec's default
 PREFIX = "atp_bridge."
-
-
-def _env(env, name: str) -> str:
-    return (env.get(name) or "").strip()
-
-
-def decide(env=None) -> tuple[str | None, str | None]:
-    """``(endpoint, None)`` when ``env`` (default ``os.environ``) turns tracing
-    on, ``(None, None)`` when it is off, ``(None, warning)`` when it asks for
-    tracing in a way that cannot work. Never logs, never imports OpenTelemetry."""
-    env = os.environ if env is None else env
-    if _env(env, "OTEL_SDK_DISABLED").lower() == "true":
-        return None, None
-    exporter = _env(env, "OTEL_TRACES_EXPORTER").lower()
-    if exporter == "none":
-        return None, None
-    endpoint, var = _env(env, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"), "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-    if not endpoint:
-        var = "OTEL_EXPORTER_OTLP_ENDPOINT"
-        base = _env(env, var)
-        endpoint = base and base.rstrip("/") + "/v1/traces"
-    if not endpoint and exporter != "otlp":
-        return None, None if not exporter else _off(
-            f"OTEL_TRACES_EXPORTER={exporter!r}: atp-bridge exports traces with 'otlp' only")
-    if exporter not in ("", "otlp"):
-        return None, _off(f"OTEL_TRACES_EXPORTER={exporter!r}: atp-bridge exports traces with 'otlp' only "
-                          f"(OTLP/HTTP); set it to otlp or leave it unset")
-    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
-        protocol = _env(env, name)
-        if protocol:
-            if protocol != "http/protobuf":
-                return None, _off(f"{name}={protocol!r}: atp-bridge exports over OTLP/HTTP with "
-                                  f"protobuf only; set it to http/protobuf or leave it unset")
-            break
-    if not endpoint:
-        return DEFAULT_ENDPOINT, None
-    problem = _url_problem(endpoint)
-    if problem:  # the value itself is not quoted: it may carry credentials
-        return None, _off(f"{var} {problem}; expected e.g. http://otel-collector:4318")
-    return endpoint, None
-
-
-def _off(why: str) -> str:
-    return f"tracing off: {why}"
-
-
-def _url_problem(url: str) -> str | None:
-    try:
-        parts = urlsplit(url)
-        parts.port  # raises ValueError for a port that is not a number in range
-    except ValueError as e:
-        return f"is not a valid URL ({e})"
-    if parts.scheme not in ("http", "https"):
-        return "is not an http:// or https:// URL"
-    if not parts.hostname:
-        return "has no host"
-    return None
-
-
-def shown_url(url: str) -> str:
-    """``url`` as spans and logs show it: no user info, query or fragment (they
-    may carry credentials), and any configured secret masked."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return mask(urlunsplit((parts.scheme, host + (f":{port}" if port else ""), parts.path, "", "")))
 
 
 def setup() -> bool:
@@ -150,15 +67,15 @@ def setup() -> bool:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError as e:
-        log.warning(_off(f"OTEL_* asks for traces but OpenTelemetry is not installed ({e.name}); "
-                         f"{INSTALL_HINT}"))
+        log.warning(f"tracing off: OTEL_* asks for traces but OpenTelemetry is not installed "
+                    f"({e.name}); {INSTALL_HINT}")
         return False
     try:
-        from importlib.metadata import PackageNotFoundError, version
+        from importlib import metadata
 
         try:
-            release = version("atp-bridge")
-        except PackageNotFoundError:
+            release = metadata.version("atp-bridge")
+        except metadata.PackageNotFoundError:  # run from a source tree
             release = "unknown"
         resource = Resource.create({"service.version": release})
         if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
@@ -167,7 +84,8 @@ def setup() -> bool:
         provider = TracerProvider(resource=resource)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
     except Exception as e:  # an SDK refusing a value (OTEL_BSP_*, headers...) must not stop the worker
-        log.warning(_off(f"OpenTelemetry refused the OTEL_* settings: {type(e).__name__}: {mask(str(e))}"))
+        log.warning(f"tracing off: OpenTelemetry refused the OTEL_* settings: {type(e).__name__}: "
+                    f"{mask(str(e))}")
         return False
     trace.set_tracer_provider(provider)
     _ot = _Names(trace, propagate)
@@ -180,11 +98,10 @@ def setup() -> bool:
 
 def shutdown(timeout_s: float = 5.0) -> None:
     """Export what is still queued (bounded by ``timeout_s``) and stop; for a worker's exit."""
-    global tracer
-    provider = _provider
+    global tracer, _provider
+    provider, _provider, tracer = _provider, None, None
     if provider is None:
         return
-    tracer = None
     try:
         provider.force_flush(int(timeout_s * 1000))
         provider.shutdown()
@@ -311,6 +228,19 @@ def _in_trace() -> bool:
     return _ot.trace.get_current_span().get_span_context().is_valid
 
 
+def _server(parts, default_port: int) -> dict:
+    try:
+        port = parts.port or default_port
+    except ValueError:
+        port = 0
+    return {"server.address": parts.hostname or "", "server.port": port}
+
+
+def _failed(span, error_type: str, description: str) -> None:
+    span.set_attribute("error.type", error_type)
+    span.set_status(_ot.Status(_ot.ERROR, description))
+
+
 def http_call(send, session, method: str, url: str, **kwargs):
     """``send(session, method, url, **kwargs)`` in a CLIENT span, with the trace
     context (``traceparent``) added to the request headers. Outside a request's
@@ -318,28 +248,22 @@ def http_call(send, session, method: str, url: str, **kwargs):
     if not _in_trace():
         return send(session, method, url, **kwargs)
     parts = urlsplit(url)
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        port = 0
     with tracer.start_as_current_span(method, kind=_ot.CLIENT, record_exception=False,
                                       set_status_on_exception=False, attributes={
             "http.request.method": method, "url.full": shown_url(url),
-            "server.address": parts.hostname or "", "server.port": port}) as span:
+            **_server(parts, 443 if parts.scheme == "https" else 80)}) as span:
         headers = dict(kwargs.get("headers") or {})
         _ot.propagate.inject(headers)
         kwargs["headers"] = headers
         try:
             status, body, answered = send(session, method, url, **kwargs)
         except Exception as e:  # its message may quote the URL's query: the type only
-            span.set_attribute("error.type", type(e).__name__)
-            span.set_status(_ot.Status(_ot.ERROR, type(e).__name__))
+            _failed(span, type(e).__name__, type(e).__name__)
             raise
         span.set_attribute("http.response.status_code", status)
         span.set_attribute("http.response.body.size", len(body))
         if status >= 400:
-            span.set_attribute("error.type", str(status))
-            span.set_status(_ot.Status(_ot.ERROR, f"HTTP {status}"))
+            _failed(span, str(status), f"HTTP {status}")
         return status, body, answered
 
 
@@ -349,12 +273,7 @@ def redis_call(where: str, operation: str, n_keys: int, call, *args):
     if not _in_trace():
         return call(*args)
     parts = urlsplit(where)
-    try:
-        port = parts.port or 6379
-    except ValueError:
-        port = 0
-    attributes = {"db.system.name": "redis", "db.operation.name": operation,
-                  "server.address": parts.hostname or "", "server.port": port,
+    attributes = {"db.system.name": "redis", "db.operation.name": operation, **_server(parts, 6379),
                   PREFIX + "redis.keys": n_keys}
     if parts.path.strip("/").isdigit():
         attributes["db.namespace"] = parts.path.strip("/")
@@ -363,6 +282,5 @@ def redis_call(where: str, operation: str, n_keys: int, call, *args):
         try:
             return call(*args)
         except Exception as e:
-            span.set_attribute("error.type", type(e).__name__)
-            span.set_status(_ot.Status(_ot.ERROR, type(e).__name__))
+            _failed(span, type(e).__name__, type(e).__name__)
             raise

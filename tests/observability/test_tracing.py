@@ -123,6 +123,31 @@ def test_one_webhook_request_is_one_trace_from_the_request_to_the_erp_and_redis(
     assert seen.headers["traceparent"].split("-")[1:3] == [root.trace_id, call.span_id]
 
 
+def test_erp_calls_made_in_parallel_are_each_a_child_of_their_adapter(tmp_path, serve, receiver, erp):
+    # batch_size 2 over 6 pairs: 3 calls, two of them from the REST adapter's helper pool
+    path = write_config(tmp_path, erp.url)
+    path.write_text(path.read_text() + "    batch_size: 2\n    max_concurrency: 3\n")
+    bridge = serve(path, env=otel_env(receiver))
+    r = bridge.post(BODY)
+    assert [a["atp"] for a in r.json()["availabilities"]] == [5, 0, 0, 0, 0, 7]
+    spans = receiver.wait_for(lambda s: len(s) >= 5)
+    tree = by_name(spans, spans[0].trace_id)
+    (adapter,), calls = tree["adapter erp"], tree["POST"]
+    assert len(calls) == 3 and {c.parent_id for c in calls} == {adapter.span_id}
+    sent = {s.headers["traceparent"].split("-")[2] for s in erp.requests("/atp")}
+    assert sent == {c.span_id for c in calls}
+
+
+def test_every_worker_exports_its_own_spans(tmp_path, serve, receiver, erp):
+    bridge = serve(write_config(tmp_path, erp.url), workers=2, env=otel_env(receiver))
+    rids = set()
+    for _ in range(20):  # a new connection each: the kernel spreads them over the workers
+        rids.add(requests.post(bridge.url + "/availabilities", json=BODY, timeout=30,
+                               headers={"Connection": "close"}).headers["X-Request-ID"])
+    spans = receiver.wait_for(lambda s: sum(x.name == "POST /availabilities" for x in s) >= 20)
+    assert {s.attributes["atp_bridge.request_id"] for s in spans if s.name == "POST /availabilities"} == rids
+
+
 def test_a_caller_traceparent_is_continued(tmp_path, serve, receiver, erp):
     bridge = serve(write_config(tmp_path, erp.url), env=otel_env(receiver))
     caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
