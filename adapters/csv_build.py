@@ -230,16 +230,17 @@ def _hash_into(fd: int, digest) -> None:
 
 
 def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str, columns,
-                        timeout: float = 900.0) -> dict:
+                        timeout: float = 900.0, nice: int = 0) -> dict:
     """:func:`build` in a child Python process; same result. Raises ``RuntimeError``
     if the child fails. The child gets no ``PROMETHEUS_MULTIPROC_DIR`` (it is not a
-    worker) and this package on its path."""
+    worker) and this package on its path; ``nice`` lowers its CPU priority (a
+    reload beside serving workers: they come first)."""
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     import atp_bridge
 
     root = str(Path(atp_bridge.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    args = json.dumps([directory, path, encoding, delimiter, dict(columns)])
+    args = json.dumps([nice, directory, path, encoding, delimiter, dict(columns)])
     proc = subprocess.run([sys.executable, "-m", "atp_bridge.adapters.csv_build"], input=args.encode(),
                           capture_output=True, env=env, timeout=timeout, check=False)
     if proc.returncode != 0:
@@ -249,5 +250,6 @@ def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str
 
 
 if __name__ == "__main__":  # the child of build_in_subprocess
-    os.nice(10)  # the serving workers come first: a reload must not slow their answers
-    sys.stdout.write(json.dumps(build(*json.loads(sys.stdin.read()))))
+    _nice, *_args = json.loads(sys.stdin.read())
+    os.nice(_nice)
+    sys.stdout.write(json.dumps(build(*_args)))

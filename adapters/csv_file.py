@@ -204,7 +204,8 @@ class CsvAdapter(Adapter):
         result = None
         if in_subprocess:
             try:
-                result = build_in_subprocess(*args)
+                # a reload beside requests: the builder yields the CPU to them
+                result = build_in_subprocess(*args, nice=10 if self._state[0] is not None else 0)
             except Exception as e:  # no child process to be had: build here, slower for requests
                 log.warning("csv adapter %r: %s; building the table in this process", self.name, e)
         if result is None:
