@@ -1,8 +1,10 @@
 """Memory and speed check of the CSV adapter (a script, not a test).
 
 Generates a CSV in a temporary directory (default: 50,000 products x 20
-locations = 1,000,000 rows, ~21 MB), loads it with ``CsvAdapter`` and prints
-the RSS growth, the load time and the cost of one 500 x 20 lookup.
+locations = 1,000,000 rows, ~21 MB), loads it with ``CsvAdapter`` (the table
+is built into a file there and mapped) and prints the RSS growth (the mapped
+table's pages included, though workers share them: ``tests.bench.scale``
+measures PSS), the load time and the cost of one 500 x 20 lookup.
 
     python tests/bench/csv_memory.py            # dense: every pair present
     python tests/bench/csv_memory.py --sparse   # 200,000 x 50 at 10% fill
@@ -61,7 +63,8 @@ def main() -> None:
         gc.collect()
         before = rss_mb()
         started = time.perf_counter()
-        adapter = CsvAdapter("bench", path=str(path), reload_interval_s=None)
+        # the table file goes beside the CSV; its pages are file-backed (shared by workers)
+        adapter = CsvAdapter("bench", path=str(path), reload_interval_s=None, table_dir=tmp)
         load_s = time.perf_counter() - started
         gc.collect()
         after = rss_mb()
