@@ -181,10 +181,10 @@ class Bridge:
             for route, ans in zip(routes, answers):
                 if ans is not None:
                     merge(grid, ans, route.positions(n_p, n_l), self.merge_mode)
-        safety = routes.safety
+        safety, rules_safety = routes.safety, rules.safety
         if rules.active:
-            safety = rules.safety.per_pair(pids, locations, safety)
-        atps = finalize(grid, safety, None if omit else 0)
+            safety = rules_safety.per_pair(pids, locations, safety)
+        atps = finalize(grid, safety, None if omit else 0, rules_safety.whole)
         for i, _ in failures:  # zero_failed: only what the failed adapter was asked
             for k in routes[i].positions(n_p, n_l):
                 atps[k] = 0
@@ -192,7 +192,8 @@ class Bridge:
         if holds is not None:
             holds.apply(atps, pids, locations)
         if expansion is not None:
-            atps = expansion.compute(atps, locations, rules.safety, holds.held if holds else None,
+            atps = expansion.compute(atps, locations, rules_safety, routes.safety,
+                                     holds.held if holds is not None and holds.any else None,
                                      result.bundles if explain else None)
         if rules.caps is not None:
             rules.caps.apply(atps, requested, locations)

@@ -226,6 +226,11 @@ class HoldStore:
                     hits += 1
         return hits
 
+    @property
+    def any(self) -> bool:
+        """Whether any hold is in force in this worker's view."""
+        return bool(self._held)
+
     def held(self, product_id: str, location: str) -> bool:
         """Whether the pair is held (at the location, or everywhere)."""
         held = self._held

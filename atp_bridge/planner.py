@@ -172,11 +172,12 @@ def merge(grid: list, answer: Sequence, positions: Sequence[int], mode: str) -> 
             grid[k] = combine(cur, v)
 
 
-def finalize(grid: list, safety: Sequence[float] | None, unknown=None) -> list:
+def finalize(grid: list, safety: Sequence[float] | None, unknown=None, whole_safety: bool = False) -> list:
     """Apply safety stock, clamp at 0, floor to int.
 
     ``safety`` is aligned with the request's locations, or with the whole grid
     (one value per pair: ``SafetyRules.per_pair``); None: no safety stock.
+    ``whole_safety``: every safety value is an int (``SafetyRules.whole``).
     Unknown pairs (None) become ``unknown``: None to tell them apart
     (``omit_unknown``), else 0.
     """
@@ -184,6 +185,10 @@ def finalize(grid: list, safety: Sequence[float] | None, unknown=None) -> list:
         if unknown is None or None not in grid:  # `in` scans in C
             return list(grid)
         return [unknown if v is None else v for v in grid]
+    if whole_safety and type(grid) is WholeNumbers and None not in grid:
+        # ints on both sides and all known: subtract and clamp, nothing to floor
+        per_pair = safety if len(safety) == len(grid) else list(safety) * (len(grid) // len(safety))
+        return [v - s if v > s else 0 for v, s in zip(grid, per_pair)]
     floor = math.floor
     if not safety:
         return [unknown if v is None else (floor(v) if v > 0 else 0) for v in grid]

@@ -22,6 +22,9 @@ from atp_bridge.rules.files import RuleFileError, WatchedFile
 from atp_bridge.rules.safety import SafetyRules, build_rules, read_safety_file
 
 
+_NO_CAP = float("inf")  # never the smaller one: min() keeps the value
+
+
 class Caps:
     """``caps: {default, locations, products}``: the most a pair may promise.
 
@@ -44,23 +47,22 @@ class Caps:
     def apply(self, atps: list, pids: Sequence[str], locations: Sequence[str]) -> None:
         """Cap every known value of the flat product-major grid in place."""
         n_l = len(locations)
-        by_loc = [self.locations.get(loc, self.default) for loc in locations]
-        plain = None if all(c is None for c in by_loc) else by_loc
-        products = self.products
-        for i, pid in enumerate(pids):
-            cap_p = products.get(pid)
-            if cap_p is None:
-                caps = plain
-                if caps is None:
-                    continue
-            else:
-                caps = [cap_p if self.locations.get(loc) is None else min(cap_p, self.locations[loc])
-                        for loc in locations]
-            base = i * n_l
-            for j, c in enumerate(caps):
-                v = atps[base + j]
-                if c is not None and v is not None and v > c:
-                    atps[base + j] = c
+        none = _NO_CAP if self.default is None else self.default
+        by_loc = [self.locations.get(loc, none) for loc in locations]
+        products, loc_caps = self.products, self.locations
+        capped = [(i, pid) for i, pid in enumerate(pids) if pid in products] if products else ()
+        if not capped and all(c is _NO_CAP for c in by_loc):
+            return
+        grid = by_loc * len(pids)  # one cap per pair, then the products' own
+        for i, pid in capped:
+            cap_p = products[pid]
+            grid[i * n_l:(i + 1) * n_l] = [min(cap_p, loc_caps.get(loc, cap_p)) for loc in locations]
+        if None not in atps:  # `in` scans in C; a comprehension beats map(min, ...) here
+            atps[:] = [v if v <= c else c for v, c in zip(atps, grid)]
+            return
+        for k, (v, c) in enumerate(zip(atps, grid)):  # unknowns (omit_unknown) stay unknown
+            if v is not None and v > c:
+                atps[k] = c
 
 
 class Rules:

@@ -19,17 +19,23 @@ COLUMNS = ("product", "location", "units")
 class SafetyRules:
     """One immutable set of safety-stock rules (see the module docstring)."""
 
-    __slots__ = ("default", "locations", "products", "pairs", "per_product")
+    __slots__ = ("default", "locations", "products", "pairs", "per_product", "whole")
 
     def __init__(self, default: float = 0, locations: Mapping[str, float] | None = None,
                  products: Mapping[str, float] | None = None,
                  pairs: Mapping[str, Mapping[str, float]] | None = None):
-        self.default = default
-        self.locations = dict(locations or {})
-        self.products = dict(products or {})
-        self.pairs = {p: dict(by_loc) for p, by_loc in (pairs or {}).items()}  # product -> {location: units}
+        # whole units as ints, so that "atp - units" stays an int on the fast paths
+        self.default = _units(default)
+        self.locations = {k: _units(v) for k, v in (locations or {}).items()}
+        self.products = {k: _units(v) for k, v in (products or {}).items()}
+        self.pairs = {p: {k: _units(v) for k, v in by_loc.items()}  # product -> {location: units}
+                      for p, by_loc in (pairs or {}).items()}
         # the products whose rules go below the location level: the rest follow the plan's tuple
         self.per_product = self.products.keys() | self.pairs.keys()
+        # every value an int: "atp - units" needs no floor (planner.finalize's fast path)
+        self.whole = all(type(v) is int for v in (self.default, *self.locations.values(),
+                                                   *self.products.values(),
+                                                   *(u for d in self.pairs.values() for u in d.values())))
 
     def for_location(self, location: str) -> float:
         return self.locations.get(location, self.default)
@@ -53,22 +59,27 @@ class SafetyRules:
         special = self.per_product
         if not special or special.isdisjoint(pids):
             return by_location
-        base = list(by_location) if by_location else [0] * len(locations)
+        n_l = len(locations)
+        base = list(by_location) if by_location else [0] * n_l
+        get_units, get_pairs = self.products.get, self.pairs.get
         out: list[float] = []
         for pid in pids:
-            if pid not in special:
-                out.extend(base)
+            units, by_loc = get_units(pid), get_pairs(pid)
+            if units is None and by_loc is None:
+                out += base
                 continue
-            row = [self.products[pid]] * len(locations) if pid in self.products else base
-            by_loc = self.pairs.get(pid)
-            if by_loc:
-                row = [by_loc.get(loc, s) for loc, s in zip(locations, row)]
-            out.extend(row)
+            row = base if units is None else [units] * n_l
+            # the pair's units where there is a pair rule, else the row's: in C
+            out += row if by_loc is None else map(by_loc.get, locations, row)
         return out if any(out) else None
 
     @property
     def size(self) -> int:
         return len(self.locations) + len(self.products) + sum(map(len, self.pairs.values()))
+
+
+def _units(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value
 
 
 def read_safety_file(path: str) -> dict:
