@@ -96,17 +96,29 @@ def setup() -> bool:
     return True
 
 
-def shutdown(timeout_s: float = 5.0) -> None:
-    """Export what is still queued (bounded by ``timeout_s``) and stop; for a worker's exit."""
+def shutdown(timeout_s: float = 3.0) -> None:
+    """Export what is still queued and stop, for a worker's exit: at most
+    ``timeout_s``, whatever the collector does. The SDK's own flush has no
+    bound (it waits out the exporter's retries, ~10 s against a collector that
+    is down), so it runs in a thread this call stops waiting for."""
     global tracer, _provider
     provider, _provider, tracer = _provider, None, None
     if provider is None:
         return
-    try:
-        provider.force_flush(int(timeout_s * 1000))
-        provider.shutdown()
-    except Exception as e:  # the exit goes on
-        log.warning("tracing: flushing spans at exit failed: %s: %s", type(e).__name__, mask(str(e)))
+    import threading
+
+    def stop() -> None:
+        try:
+            provider.shutdown()  # the span processor exports what it holds, then stops
+        except Exception as e:  # the exit goes on
+            log.warning("tracing: exporting spans at exit failed: %s: %s", type(e).__name__, mask(str(e)))
+
+    stopping = threading.Thread(target=stop, name="atp-bridge-tracing-exit", daemon=True)
+    stopping.start()
+    stopping.join(timeout_s)
+    if stopping.is_alive():
+        log.warning("tracing: spans not exported within %.0f s of the worker's exit were dropped "
+                    "(is the collector reachable?)", timeout_s)
 
 
 class _Names:
