@@ -131,6 +131,9 @@ def check_config(config_path, strict):
         auth = f"{len(config.api_keys)} API key(s)" if config.api_keys else "NO API KEYS (auth disabled)"
         echo(f"OK {config.source}: {len(config.adapters)} adapter(s), {auth}, "
              f"merge={config.merge}, on_error={config.on_error}, deadline_ms={config.deadline_ms}")
+        rules = _rules_summary(config)
+        if rules:
+            echo(f"  rules: {rules}")
         for i, a in enumerate(config.adapters, 1):
             via = f", upstream={a.upstream}" if a.upstream else ""
             echo(f"  {i}. {a.name} (type={a.type}, locations={','.join(a.locations)}, "
@@ -144,6 +147,25 @@ def check_config(config_path, strict):
         raise click.ClickException(f"{count} (exit 1: --strict makes warnings errors)")
     echo(f"{count} (exit 0: serve starts anyway and a data file may arrive after start; "
          f"--strict makes {'this an error' if len(warnings) == 1 else 'these errors'})", err=True)
+
+
+def _rules_summary(config) -> str:
+    """What the ATP rules of ``config`` amount to, for check-config's OK line."""
+    from atp_bridge.rules import Rules
+
+    rules = Rules(config)  # not started: no file is watched
+    parts = []
+    ss = rules.safety
+    if ss.size or ss.default:
+        parts.append(f"safety stock (default {ss.default:g}, {len(ss.locations)} location, "
+                     f"{len(ss.products)} product, {sum(map(len, ss.pairs.values()))} pair rules)")
+    if rules.bundles:
+        parts.append(f"{len(rules.bundles)} bundle(s)")
+    if rules.caps:
+        parts.append("caps")
+    if config.holds:
+        parts.append("holds")
+    return ", ".join(parts)
 
 
 @main.command()

@@ -93,3 +93,13 @@ def test_check_config_prints_the_rule_problems_and_exits_1(tmp_path):
     assert f"{tmp_path}/bridge.yaml: caps.default: a cap must not be negative" in result.output
     assert f"{tmp_path}/bridge.yaml: bundles.KIT.KIT: a bundle cannot list itself" in result.output
     assert "(2 problems)" in result.output
+
+
+def test_check_config_summarises_the_rules_it_loaded(tmp_path):
+    problems(tmp_path, {"safety_stock": {"default": 1, "products": {"A": 2}, "file": "ss.csv"},
+                        "bundles": {"KIT": {"A": 2}, "BOX": {"KIT": 1}}, "caps": {"default": 5}},
+             {"ss.csv": "product,location,units\nA,S1,1\n*,S2,2\nB,S1,0\n"})
+    result = CliRunner().invoke(main, ["check-config", "--config", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1] == (
+        "  rules: safety stock (default 1, 1 location, 1 product, 2 pair rules), 2 bundle(s), caps")
