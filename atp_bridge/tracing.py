@@ -162,20 +162,19 @@ def serve(app, environ: dict, start_response, request_id: str, route: str, facts
     with tracer.start_as_current_span(f"{method} {route}", context=parent, kind=_ot.SERVER,
                                       record_exception=False, attributes={
             "http.request.method": method, "http.route": route, "url.path": route,
-            "url.scheme": environ.get("wsgi.url_scheme", "http"),
-            "client.address": environ.get("REMOTE_ADDR") or "",
-            PREFIX + "request_id": request_id}) as span:
+            "url.scheme": environ.get("wsgi.url_scheme", "http"), PREFIX + "request_id": request_id}) as span:
         body = app(environ, start)
         status = int(answered[-1][:3]) if answered else 500
-        span.set_attribute("http.response.status_code", status)
+        found = {"http.response.status_code": status}  # one call: each set_attribute takes a lock
         facts = environ.get(facts_key)
         if facts is not None:
             pairs, adapters, reason = facts
-            span.set_attribute(PREFIX + "pairs", pairs)
-            span.set_attribute(PREFIX + "adapters", list(adapters or ()))
+            found[PREFIX + "pairs"] = pairs
+            found[PREFIX + "adapters"] = list(adapters or ())
             if reason:
-                span.set_attribute(PREFIX + "degraded", reason)
+                found[PREFIX + "degraded"] = reason
                 span.set_status(_ot.Status(_ot.ERROR, f"degraded: {reason}"))
+        span.set_attributes(found)
         if status >= 500:
             span.set_status(_ot.Status(_ot.ERROR, f"HTTP {status}"))
     return body
@@ -222,17 +221,16 @@ def adapter_call(adapter, batch, fetch):
         try:
             answer = fetch(batch)
         except AdapterError as e:
-            span.set_attribute(PREFIX + "adapter.outcome", "error")
-            span.set_attribute(PREFIX + "adapter.error", e.reason)
+            span.set_attributes({PREFIX + "adapter.outcome": "error", PREFIX + "adapter.error": e.reason})
             span.set_status(_ot.Status(_ot.ERROR, mask(str(e))[:500]))
             raise
+        known = len(answer) - answer.count(None)  # fetch returns a list
         if time.monotonic() > batch.deadline:  # the bridge has given up on it
-            span.set_attribute(PREFIX + "adapter.outcome", "late")
-            span.set_attribute(PREFIX + "adapter.error", "timeout")
+            span.set_attributes({PREFIX + "adapter.outcome": "late", PREFIX + "adapter.error": "timeout",
+                                 PREFIX + "adapter.known": known})
             span.set_status(_ot.Status(_ot.ERROR, "answered after the deadline"))
         else:
-            span.set_attribute(PREFIX + "adapter.outcome", "ok")
-        span.set_attribute(PREFIX + "adapter.known", sum(v is not None for v in answer))
+            span.set_attributes({PREFIX + "adapter.outcome": "ok", PREFIX + "adapter.known": known})
         return answer
 
 
@@ -272,8 +270,7 @@ def http_call(send, session, method: str, url: str, **kwargs):
         except Exception as e:  # its message may quote the URL's query: the type only
             _failed(span, type(e).__name__, type(e).__name__)
             raise
-        span.set_attribute("http.response.status_code", status)
-        span.set_attribute("http.response.body.size", len(body))
+        span.set_attributes({"http.response.status_code": status, "http.response.body.size": len(body)})
         if status >= 400:
             _failed(span, str(status), f"HTTP {status}")
         return status, body, answered
