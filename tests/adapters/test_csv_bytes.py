@@ -1,0 +1,125 @@
+"""Tests of the numpy block parser: ids of every length, values, line ends, what it declines."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from atp_bridge.adapters import csv_bytes, csv_fast
+from atp_bridge.adapters.csv_bytes import Declined
+from atp_bridge.adapters.csv_build import build
+from atp_bridge.adapters.csv_table import DEFAULT_COLUMNS, load_table
+
+ARGS = ("utf-8-sig", ",", DEFAULT_COLUMNS)
+
+
+def columns_of(tmp_path: Path, text: str, encoding: str = "utf-8", **kwargs):
+    path = tmp_path / "f.csv"
+    path.write_bytes(text.encode(encoding) if isinstance(text, str) else text)
+    return csv_fast.parse_columns(str(path), kwargs.pop("file_encoding", "utf-8-sig"), ",",
+                                  DEFAULT_COLUMNS, **kwargs)
+
+
+def as_rows(columns) -> list:
+    """The parsed rows as (product, location, value) in file order."""
+    pnames, lnames, pidx, lidx, vals = columns
+    return [(pnames[i], lnames[j], v) for i, j, v in zip(pidx.tolist(), lidx.tolist(), vals.tolist())]
+
+
+def reference_rows(text: str) -> list:
+    products, locations, pidx, lidx, vals = csv_table_rows(text)
+    pnames, lnames = list(products), list(locations)
+    return [(pnames[i], lnames[j], v) for i, j, v in zip(pidx, lidx, vals)]
+
+
+def csv_table_rows(text: str):
+    from atp_bridge.adapters.csv_table import parse_rows
+
+    return parse_rows(io.StringIO(text, newline=""))
+
+
+ids = st.text(alphabet="aZ9-é€", min_size=1, max_size=30)
+
+
+@settings(max_examples=50, deadline=None)
+@given(rows=st.lists(st.tuples(ids, ids, st.integers(0, 10**6)), min_size=1, max_size=60),
+       block=st.sampled_from([64, 256, 1 << 20]))
+def test_ids_of_any_length_across_blocks_are_numbered_like_the_csv_module(tmp_path_factory, rows, block):
+    tmp_path = tmp_path_factory.mktemp("b")
+    text = "product,location,atp\n" + "".join(f"{p},{loc},{v}\n" for p, loc, v in rows)
+    csv_fast.BLOCK, saved = block, csv_fast.BLOCK  # small blocks: short ids first, long ones later
+    try:
+        columns = columns_of(tmp_path, text)
+    finally:
+        csv_fast.BLOCK = saved
+    assert as_rows(columns) == reference_rows(text)
+    assert columns[0] == list(dict.fromkeys(p for p, _, _ in rows))  # order of first appearance
+
+
+def test_values_in_numpy_and_by_float_are_the_csv_modules_values(tmp_path):
+    values = ["0", "007", "42", "999999999999999", "1234567890123456789", "2.50", "-3", "1e3",
+              "5_0", "12 ", "+4", "0.1"]
+    text = "product,location,atp\n" + "".join(f"P{i},L,{v}\n" for i, v in enumerate(values))
+    got = [v for _, _, v in as_rows(columns_of(tmp_path, text))]
+    assert got == [float(v) for v in values]
+    assert got[4] == 1234567890123456789.0 and got[9] == 12.0
+
+
+@pytest.mark.parametrize("text", [
+    "product,location,atp\r\nA,L1,4\r\n\r\nB,L1,5\r\n",   # CRLF, a blank CRLF line
+    "product,location,atp\nA,L1,4\n\n\nB,L1,5",           # blank lines, no final newline
+    "\ufeffproduct,location,atp\nA,L1,4\nB,L1,5\n",        # a BOM
+    "extra,product,x,location,atp\n1,A,y,L1,4\n2,B,z,L1,5\n",  # other columns, in another order
+])
+def test_line_ends_blank_lines_a_bom_and_extra_columns_read_like_the_csv_module(tmp_path, text):
+    assert as_rows(columns_of(tmp_path, text)) == reference_rows(text.lstrip("\ufeff")) == [
+        ("A", "L1", 4.0), ("B", "L1", 5.0)]
+
+
+@pytest.mark.parametrize("text, why", [
+    ('product,location,atp\nA,"L1",4\n', "quotes"),
+    ("product,location,atp\nA, L1,4\n", "space after a delimiter"),
+    ("product,location,atp\nA,L1,4\rB,L1,5\n", "lone carriage return"),
+    ("product,location,atp\nA,L1\n", "wrong number of fields"),
+    ("product,location,atp\nA,L1,4,5\n", "wrong number of fields"),
+    ("product,location,atp\n,L1,4\n", "empty"),
+    ("product,location,atp\nA,L1,\n", "empty"),
+    ("product,location,atp\nA,L1,four\n", "not a number"),
+    ("product,location,atp\nA,L1,nan\n", "NaN"),
+    ("product,location,atp\nA,L\0,1\n", "NUL"),
+])
+def test_anything_the_csv_module_reads_otherwise_is_declined(tmp_path, text, why):
+    with pytest.raises(Declined):
+        columns_of(tmp_path, text)
+
+
+def test_bytes_that_are_not_utf8_or_not_ascii_for_an_ascii_file_are_declined(tmp_path):
+    with pytest.raises(Declined):
+        columns_of(tmp_path, b"product,location,atp\nA\xff,L1,4\n")
+    with pytest.raises(Declined):
+        columns_of(tmp_path, "product,location,atp\nAé,L1,4\n", file_encoding="ascii")
+
+
+def test_two_long_ids_with_one_hash_are_declined_and_the_csv_module_reads_them(tmp_path, monkeypatch):
+    text = "product,location,atp\nLONG-PRODUCT-A,L1,1\nLONG-PRODUCT-B,L1,2\nLONG-PRODUCT-A,L2,3\n"
+    real = csv_bytes._keys
+
+    def colliding(words, starts, lens, nwords):
+        keys, parts = real(words, starts, lens, nwords)
+        keys[lens > 8] = 12345  # every long id gets one hash
+        return keys, parts
+    monkeypatch.setattr(csv_bytes, "_keys", colliding)
+    with pytest.raises(Declined, match="hash"):
+        columns_of(tmp_path, text)
+    (tmp_path / "tables").mkdir()
+    path = tmp_path / "g.csv"
+    path.write_text(text)
+    result = build(str(tmp_path / "tables"), str(path), *ARGS)
+    assert result["parser"] == "csv"
+    from atp_bridge.adapters.csv_shared import MappedTable
+    table = MappedTable(result["table"])
+    assert table.lookup(["LONG-PRODUCT-A", "LONG-PRODUCT-B"], ["L1", "L2"]) == [1, 3, 2, None]
+    assert load_table(io.StringIO(text)).lookup(["LONG-PRODUCT-B"], ["L1"]) == [2]
