@@ -50,19 +50,33 @@ class Caps:
         none = _NO_CAP if self.default is None else self.default
         by_loc = [self.locations.get(loc, none) for loc in locations]
         products, loc_caps = self.products, self.locations
-        capped = [(i, pid) for i, pid in enumerate(pids) if pid in products] if products else ()
-        if not capped and all(c is _NO_CAP for c in by_loc):
+        if None in atps:  # unknowns (omit_unknown) stay unknown: the slow way
+            self._apply_slowly(atps, pids, locations, by_loc)
             return
-        grid = by_loc * len(pids)  # one cap per pair, then the products' own
-        for i, pid in capped:
-            cap_p = products[pid]
-            grid[i * n_l:(i + 1) * n_l] = [min(cap_p, loc_caps.get(loc, cap_p)) for loc in locations]
-        if None not in atps:  # `in` scans in C; a comprehension beats map(min, ...) here
-            atps[:] = [v if v <= c else c for v, c in zip(atps, grid)]
-            return
-        for k, (v, c) in enumerate(zip(atps, grid)):  # unknowns (omit_unknown) stay unknown
-            if v is not None and v > c:
-                atps[k] = c
+        # the rows of products with a cap of their own (it replaces the default): kept aside
+        own = [(i, cap_p, atps[i * n_l:(i + 1) * n_l]) for i, pid in enumerate(pids)
+               if (cap_p := products.get(pid)) is not None] if products else ()
+        top = max(atps, default=0)  # a cap at or above every value changes nothing
+        for j, c in enumerate(by_loc):
+            if c < top:  # one location's column: a strided slice, scanned in C
+                col = atps[j::n_l]
+                if max(col) > c:
+                    atps[j::n_l] = [v if v <= c else c for v in col]
+        for i, cap_p, row in own:
+            atps[i * n_l:(i + 1) * n_l] = [v if v <= c else c for v, c in zip(
+                row, [min(cap_p, loc_caps.get(loc, cap_p)) for loc in locations])]
+
+    def _apply_slowly(self, atps: list, pids, locations, by_loc) -> None:
+        n_l = len(locations)
+        for i, pid in enumerate(pids):
+            cap_p = self.products.get(pid)
+            caps = by_loc if cap_p is None else [min(cap_p, self.locations.get(loc, cap_p))
+                                                 for loc in locations]
+            b = i * n_l
+            for j, c in enumerate(caps):
+                v = atps[b + j]
+                if v is not None and v > c:
+                    atps[b + j] = c
 
 
 class Rules:

@@ -77,8 +77,19 @@ class Bundles:
         self.recipes = {b: dict(parts) for b, parts in recipes.items()}
         self.ids = frozenset(self.recipes)
         self.leaves: dict[str, tuple[str, ...]] = {}
+        # per bundle: the bundles to compute for it, inner ones first, each with its
+        # (component, quantity) pairs: the request path walks this, no recursion
+        self.order: dict[str, tuple[tuple[str, tuple[tuple[str, int], ...]], ...]] = {}
         for b in self.recipes:
             self._leaves(b)
+            self.order[b] = tuple((x, tuple(self.recipes[x].items())) for x in self._inner_first(b, {}))
+
+    def _inner_first(self, bundle: str, seen: dict) -> dict:
+        for part in self.recipes[bundle]:
+            if part in self.recipes and part not in seen:
+                self._inner_first(part, seen)
+        seen[bundle] = None
+        return seen
 
     def _leaves(self, bundle: str) -> tuple[str, ...]:
         """The non-bundle products ``bundle`` is made of, at any depth, in recipe order."""
@@ -108,24 +119,29 @@ class Expansion:
         self.bundles = bundles
         self.requested = pids
         ids = bundles.ids
-        self.pids: list[str] = []
-        self.eids: list[str] = []
-        self.rows: list[int | None] = []  # requested product -> its row among the asked, None: a bundle
-        self.index: dict[str, int] = {}
+        asked_p: list[str] = []
+        asked_e: list[str] = []
+        rows: list[int | None] = []  # requested product -> its row among the asked, None: a bundle
+        index: dict[str, int] = {}
+        wanted: dict[str, None] = {}  # the requested bundles, once each, in order
         for pid, eid in zip(pids, eids):
             if pid in ids:
-                self.rows.append(None)
+                rows.append(None)
+                wanted[pid] = None
                 continue
-            self.index.setdefault(pid, len(self.pids))
-            self.rows.append(len(self.pids))
-            self.pids.append(pid)
-            self.eids.append(eid)
-        for pid in dict.fromkeys(p for p in pids if p in ids):
-            for leaf in bundles.leaves[pid]:
-                if leaf not in self.index:
-                    self.index[leaf] = len(self.pids)
-                    self.pids.append(leaf)
-                    self.eids.append(leaf)
+            n = len(asked_p)
+            index.setdefault(pid, n)
+            rows.append(n)
+            asked_p.append(pid)
+            asked_e.append(eid)
+        leaves = bundles.leaves
+        for pid in wanted:
+            for leaf in leaves[pid]:
+                if leaf not in index:
+                    index[leaf] = len(asked_p)
+                    asked_p.append(leaf)
+                    asked_e.append(leaf)
+        self.pids, self.eids, self.rows, self.index, self.wanted = asked_p, asked_e, rows, index, wanted
 
     def compute(self, atps: list, locations: Sequence[str], safety, by_location=None, held=None,
                 explain: dict | None = None) -> list:
@@ -135,6 +151,8 @@ class Expansion:
         ``explain`` (``atp-bridge query``) gets, per requested bundle and location,
         its components' ATP and the one that limits it."""
         n_l = len(locations)
+        if explain is None and None not in atps:  # every value known (`in` scans in C)
+            return self._compute_known(atps, locations, safety, by_location, held)
         recipes, memo = self.bundles.recipes, {}
 
         def row(pid: str) -> Sequence:
@@ -152,11 +170,32 @@ class Expansion:
             out.extend(row(pid) if r is None else atps[r * n_l:(r + 1) * n_l])
         return out
 
+    def _compute_known(self, atps: list, locations, safety, by_location, held) -> list:
+        """:meth:`compute` when every value is known, without the explanation: the
+        bundles in their precomputed order, each location's minimum in C."""
+        n_l, index, order = len(locations), self.index, self.bundles.order
+        values: dict[str, list] = {}
+        for wanted in self.wanted:
+            for bundle, parts in order[wanted]:
+                if bundle in values:
+                    continue
+                cols = []
+                for part, q in parts:
+                    col = values.get(part)
+                    if col is None:
+                        i = index[part] * n_l
+                        col = atps[i:i + n_l]
+                    cols.append(col if q == 1 else [v // q for v in col])
+                values[bundle] = _own_rules(list(map(min, *cols)) if len(cols) > 1 else cols[0],
+                                            bundle, locations, safety, by_location, held)
+        out: list = []
+        for pid, r in zip(self.requested, self.rows):
+            out += values[pid] if r is None else atps[r * n_l:(r + 1) * n_l]
+        return out
+
     @staticmethod
     def _bundle(bundle, parts, row, locations, safety, by_location, held, explain) -> list:
         rows = [(part, q, row(part)) for part, q in parts.items()]
-        if explain is None and not any(None in r for _, _, r in rows):
-            return _fast_bundle(bundle, rows, locations, safety, by_location, held)
         out, why = [], []
         floor = math.floor
         for j, loc in enumerate(locations):
@@ -186,11 +225,8 @@ class Expansion:
         return out
 
 
-def _fast_bundle(bundle, rows, locations, safety, by_location, held) -> list:
-    """:meth:`Expansion._bundle` for whole known rows, without the explanation: the
-    per-location minimum in C (``map(min, ...)``), as the request path needs it."""
-    made = [r if q == 1 else [v // q for v in r] for _, q, r in rows]
-    out = list(map(min, *made)) if len(made) > 1 else list(made[0])
+def _own_rules(out: list, bundle: str, locations, safety, by_location, held) -> list:
+    """A bundle's own safety stock and holds over its computed (known, whole) values."""
     if bundle in safety.per_product:
         ss = [safety.for_pair(bundle, loc) for loc in locations]
     else:  # the bundle has no rule of its own: the location's (or the default)

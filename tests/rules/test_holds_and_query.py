@@ -129,3 +129,16 @@ def test_a_pairs_cap_is_the_smaller_of_its_product_and_location_caps_else_the_de
     grid = [9, 30, 8, 9, 30, None]
     caps.apply(grid, ["A", "B"], ["S1", "S2", "S3"])
     assert grid == [5, 7, 7, 5, 20, None]
+
+
+def test_caps_give_the_same_answers_with_and_without_unknown_values():
+    caps = Caps(default=10, locations={"S1": 5, "S2": 20}, products={"A": 7, "C": 30})
+    pids, locs = ["A", "B", "C"], ["S1", "S2", "S3"]
+    known = [9, 30, 8, 9, 30, 11, 40, 40, 40]  # all known: the column-wise fast way
+    caps.apply(known, pids, locs)
+    # A: min(7, S1 5) = 5, min(7, 20) = 7, 7 (its own cap replaces the default 10)
+    # B: 5, 20, the default 10; C: 5, min(30, 20) = 20, 30
+    assert known == [5, 7, 7, 5, 20, 10, 5, 20, 30]
+    unknown = [9, 30, 8, 9, None, 11, 40, 40, None]  # omit_unknown: unknowns stay unknown
+    caps.apply(unknown, pids, locs)
+    assert unknown == [5, 7, 7, 5, None, 10, 5, 20, None]
