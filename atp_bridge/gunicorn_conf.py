@@ -14,7 +14,9 @@ timeout of 60 s, so the LB closes idle connections, not us),
 ``ATP_BRIDGE_LOG_LEVEL`` (gunicorn's own lines; default info),
 ``ATP_BRIDGE_LOG_FLUSH_MS`` (log lines are written in batches at least this
 often, default 1000; see :class:`atp_bridge.logs.BufferedStreamHandler`).
-A malformed value raises ``ValueError`` naming the variable.
+A malformed value raises ``ValueError`` naming the variable. The standard
+``OTEL_*`` variables turn tracing on in each worker (:mod:`atp_bridge.tracing`:
+``post_worker_init`` starts it, ``worker_exit`` sends what is left).
 
 Prometheus multiprocess mode: every worker writes its values under
 ``$PROMETHEUS_MULTIPROC_DIR`` (``atp-bridge serve`` creates it; with plain

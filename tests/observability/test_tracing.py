@@ -123,6 +123,22 @@ def test_one_webhook_request_is_one_trace_from_the_request_to_the_erp_and_redis(
     assert seen.headers["traceparent"].split("-")[1:3] == [root.trace_id, call.span_id]
 
 
+def test_a_cache_bypassing_a_dead_redis_shows_the_failed_read_and_the_upstream_answering(
+        tmp_path, serve, receiver, erp, own_redis):
+    bridge = serve(write_config(tmp_path, erp.url, own_redis.url), env=otel_env(receiver))
+    own_redis.stop()
+    r = bridge.post(BODY)
+    assert r.status_code == 200 and "X-ATP-Degraded" not in r.headers  # on_redis_error: bypass
+    assert [a["atp"] for a in r.json()["availabilities"]] == [5, 0, 0, 0, 0, 7]
+    spans = receiver.wait_for(lambda s: len(s) >= 4)
+    tree = by_name(spans, spans[0].trace_id)
+    assert set(tree) == {"POST /availabilities", "adapter cache", "MGET", "adapter erp", "POST"}  # no SET
+    (cache,), (mget,), (upstream,) = tree["adapter cache"], tree["MGET"], tree["adapter erp"]
+    assert mget.status_code == ERROR and mget.attributes["error.type"] == "ConnectionError"
+    assert mget.parent_id == upstream.parent_id == cache.span_id
+    assert cache.attributes["atp_bridge.adapter.outcome"] == "ok" and cache.status_code != ERROR
+
+
 def test_erp_calls_made_in_parallel_are_each_a_child_of_their_adapter(tmp_path, serve, receiver, erp):
     # batch_size 2 over 6 pairs: 3 calls, two of them from the REST adapter's helper pool
     path = write_config(tmp_path, erp.url)
