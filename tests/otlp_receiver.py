@@ -4,7 +4,8 @@
 ``ExportTraceServiceRequest`` (gzip too) into :class:`Span` records, and
 answered with an empty ``ExportTraceServiceResponse``, as a collector does.
 ``keep=False`` decodes nothing and only counts the posts (the benchmark's
-receiver, which discards).
+receiver, which discards; ``python -m tests.otlp_receiver PORT`` runs it in
+a process of its own).
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def decode(body: bytes) -> list[Span]:
 class OtlpReceiver:
     """The receiver; a context manager. ``spans`` holds what arrived, ``posts`` counts exports."""
 
-    def __init__(self, keep: bool = True):
+    def __init__(self, keep: bool = True, port: int = 0):
         from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
         self.keep = keep
@@ -100,7 +101,7 @@ class OtlpReceiver:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
@@ -123,3 +124,23 @@ class OtlpReceiver:
             if predicate(spans) or time.monotonic() > end:
                 return spans
             time.sleep(0.05)
+
+
+def main() -> None:
+    """``python -m tests.otlp_receiver PORT``: a discarding receiver in a process of its own
+    (the benchmark's, so its work does not slow the ERP stand-in); on SIGTERM prints
+    ``posts=N bad=M`` and exits."""
+    import signal
+    import sys
+
+    rx = OtlpReceiver(keep=False, port=int(sys.argv[1]))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with rx:
+        print(f"listening {rx.endpoint}", flush=True)
+        stop.wait()
+    print(f"posts={rx.posts} bad={len(rx.bad)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
