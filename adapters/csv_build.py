@@ -36,6 +36,7 @@ from pathlib import Path
 
 from atp_bridge.adapters import csv_shared
 from atp_bridge.adapters.csv_table import _path_signature, _signature, parse_rows
+from atp_bridge.adapters.csv_write import set_header, write_dense, write_table
 
 ENV_DIR = "ATP_BRIDGE_TABLE_DIR"
 SAMPLE = 64 << 10
@@ -157,20 +158,19 @@ def build(directory: str, path: str, encoding: str, delimiter: str, columns,
         for leftover in glob.glob(os.path.join(directory, f"csv-{key}-*.tmp*")):
             os.unlink(leftover)  # a crashed build's; nobody else builds this key: we hold the lock
         started = time.perf_counter()
-        result = _parse(path, encoding, delimiter, columns, processes)
+        tmp = f"{target}.tmp{os.getpid()}"
+        meta = {"key": key, "source": os.path.abspath(path), "source_sig": list(sig)}
+        result = _parse(path, encoding, delimiter, columns, processes, tmp, meta)
         if result.get("changed"):
+            if os.path.exists(tmp):
+                os.unlink(tmp)
             return result
         mine = [target, error_file] if "error" in result else [target]
-        tmp = f"{target}.tmp{os.getpid()}"
         if "error" in result:
             with open(tmp, "w") as f:
                 json.dump({"error": result["error"], "sample": result["sample"]}, f)
             os.replace(tmp, error_file)
         else:
-            meta = {"key": key, "source": os.path.abspath(path), "source_sig": list(sig),
-                    "sample": result["sample"], "content_hash": result["content_hash"],
-                    "built_at": time.time(), "parser": result["parser"]}
-            csv_shared.write_table(tmp, meta, *result["columns"])
             os.replace(tmp, target)
         for old in glob.glob(os.path.join(directory, f"csv-{key}-*")):
             # after an error the older tables stay: workers that restart serve the last good one
@@ -181,11 +181,12 @@ def build(directory: str, path: str, encoding: str, delimiter: str, columns,
             **out, "table": target, "built": True, "parser": result["parser"]}
 
 
-def _parse(path, encoding, delimiter, columns, processes) -> dict:
-    """Columns of the file (fast path, else the csv module), its hashes, or an error."""
+def _parse(path, encoding, delimiter, columns, processes, tmp, meta) -> dict:
+    """Write the table of ``path`` to ``tmp`` (fast path, else the csv module) and
+    return its hashes and parser, or an error, or ``{"changed": True}``."""
     import numpy as np
 
-    from atp_bridge.adapters.csv_fast import Declined, parse_columns
+    from atp_bridge.adapters.csv_fast import Declined, scan
 
     try:
         f = open(path, "rb")
@@ -196,18 +197,24 @@ def _parse(path, encoding, delimiter, columns, processes) -> dict:
         digest = hashlib.blake2b(digest_size=16)
         hasher = threading.Thread(target=_hash_into, args=(f.fileno(), digest), daemon=True)
         hasher.start()  # hashlib lets go of the GIL: this runs beside the parse
-        out: dict = {"sample": sample_hash(path)}
+        out: dict = {"sample": sample_hash(path), "parser": "fast"}
+        # the real content hash is set once the hasher is done; this one has its length
+        head = {**meta, "sample": out["sample"], "content_hash": "0" * 32, "parser": "fast"}
         try:
-            out["columns"], out["parser"] = parse_columns(path, encoding, delimiter, columns,
-                                                          processes), "fast"
+            found = scan(path, encoding, delimiter, columns, processes)
+            if 4 * found.rows >= len(found.products) * len(found.locations):
+                write_dense(tmp, head, found.products, found.locations, found.rows, found.whole,
+                            lambda table, offset, dtype: found.fill_grid(table, offset, dtype))
+            else:  # sparse: sorted per product, which needs the rows (16 bytes each) at once
+                write_table(tmp, head, *found.columns(), layout="sparse")
         except Declined:
+            out["parser"] = head["parser"] = "csv"
             try:
                 with open(path, encoding=encoding, newline="") as text:
                     products, locations, pidx, lidx, vals = parse_rows(
                         text, delimiter=delimiter, columns=columns)
-                out["columns"] = (list(products), list(locations), np.frombuffer(pidx, np.uint32),
-                                  np.frombuffer(lidx, np.uint32), np.frombuffer(vals, np.float64))
-                out["parser"] = "csv"
+                write_table(tmp, head, list(products), list(locations), np.frombuffer(pidx, np.uint32),
+                            np.frombuffer(lidx, np.uint32), np.frombuffer(vals, np.float64))
             except UnicodeDecodeError as e:
                 out = {"error": f"{path}: not valid {encoding} text: {e.reason}", "sample": out["sample"]}
             except (ValueError, OSError) as e:
@@ -216,6 +223,8 @@ def _parse(path, encoding, delimiter, columns, processes) -> dict:
         out["content_hash"] = digest.hexdigest()
     if _path_signature(path) != before:
         return {"changed": True}
+    if "error" not in out:
+        set_header(tmp, content_hash=out["content_hash"], built_at=time.time())
     return out
 
 

@@ -40,8 +40,13 @@ def parse_columns(path: str, encoding: str, delimiter: str, columns, processes: 
     ``pidx``/``lidx`` are numpy ``uint32`` arrays and ``vals`` ``float64``, one
     entry per data row in file order.
     """
-    import numpy as np
+    return scan(path, encoding, delimiter, columns, processes).columns()
 
+
+def scan(path: str, encoding: str, delimiter: str, columns, processes: int | None = None) -> "Scan":
+    """The first pass over ``path``: its names, row count and kind of values, or raise
+    :class:`Declined`. Keeps no rows: the second pass (:meth:`Scan.columns` or
+    :meth:`Scan.fill_grid`) parses the file again."""
     if (codecs.lookup(encoding).name not in FAST_ENCODINGS or delimiter.isspace()
             or not delimiter.isascii() or delimiter == "\0"):
         raise Declined("encoding or delimiter")
@@ -72,37 +77,78 @@ def parse_columns(path: str, encoding: str, delimiter: str, columns, processes: 
     ascii_only = codecs.lookup(encoding).name == "ascii"
     ranges = [(path, a, b, delimiter, width, picks, ascii_only)
               for a, b in zip(bounds, bounds[1:]) if b > a]
-    if len(ranges) <= 1:
-        parts = [_parse_range(*r) for r in ranges]
-    else:
-        with ProcessPoolExecutor(len(ranges), mp_context=get_context("fork")) as pool:
-            parts = list(pool.map(_parse_range, *zip(*ranges)))
-    return _merge(parts, np)
+    return Scan(ranges, _run(_scan_range, ranges))
 
 
-def _merge(parts, np):
-    """One numbering over all parts: earlier parts first, so first appearance in the file wins."""
-    products: dict[str, int] = {}
-    locations: dict[str, int] = {}
-    pidx, lidx, vals = [], [], []
-    for pnames, lnames, pi, li, v in parts:
-        pmap = np.fromiter((products.setdefault(p, len(products)) for p in pnames), np.uint32, len(pnames))
-        lmap = np.fromiter((locations.setdefault(x, len(locations)) for x in lnames), np.uint32, len(lnames))
-        pidx.append(pmap[pi] if len(pi) else pi)
-        lidx.append(lmap[li] if len(li) else li)
-        vals.append(v)
-    cat = (lambda xs, t: np.concatenate(xs) if xs else np.zeros(0, t))
-    return (list(products), list(locations), cat(pidx, np.uint32), cat(lidx, np.uint32),
-            cat(vals, np.float64))
+def _run(func, ranges, *extra):
+    """``func(*range, *extra_k)`` for each range, in a process per range when there are several."""
+    calls = [(*r, *(e[k] for e in extra)) for k, r in enumerate(ranges)]
+    if len(calls) <= 1:
+        return [func(*c) for c in calls]
+    with ProcessPoolExecutor(len(calls), mp_context=get_context("fork")) as pool:
+        return list(pool.map(func, *zip(*calls)))
 
 
-def _parse_range(path: str, start: int, end: int, delimiter: str, width: int, picks,
-                 ascii_only: bool = False):
-    """Parse the whole lines in bytes ``[start, end)``; numbering local to this range."""
+class Scan:
+    """What the first pass learnt: one numbering over all ranges (earlier ranges first,
+    so first appearance in the file wins), the row count and whether every value is a
+    whole number >= 0 (the table then keeps int64)."""
+
+    def __init__(self, ranges, parts):
+        import numpy as np
+
+        self.ranges = ranges
+        products: dict[str, int] = {}
+        locations: dict[str, int] = {}
+        self.maps = []  # per range: global code of each local product / location code
+        for pnames, lnames, _, _ in parts:
+            self.maps.append((
+                np.fromiter((products.setdefault(p, len(products)) for p in pnames), np.uint32, len(pnames)),
+                np.fromiter((locations.setdefault(x, len(locations)) for x in lnames), np.uint32,
+                            len(lnames))))
+        self.products, self.locations = list(products), list(locations)
+        self.rows = sum(part[2] for part in parts)
+        self.whole = all(part[3] for part in parts)
+
+    def columns(self):
+        """The second pass, keeping every row: ``(pnames, lnames, pidx, lidx, vals)``."""
+        import numpy as np
+
+        pidx, lidx, vals = [], [], []
+        for (pmap, lmap), (p, loc, v) in zip(self.maps, _run(_columns_range, self.ranges)):
+            pidx.append(pmap[p] if len(p) else p)
+            lidx.append(lmap[loc] if len(loc) else loc)
+            vals.append(v)
+        cat = (lambda xs, t: np.concatenate(xs) if xs else np.zeros(0, t))
+        return (self.products, self.locations, cat(pidx, np.uint32), cat(lidx, np.uint32),
+                cat(vals, np.float64))
+
+    def fill_grid(self, table: str, offset: int, dtype) -> None:
+        """The second pass, writing each block's values straight into the dense grid of
+        ``P x (L+1)`` cells at ``offset`` of the file ``table`` (mapped shared, already
+        holding -1 or NaN): no row is kept. Ranges fill in parallel; if that left fewer
+        cells than rows (duplicates, whose last row must win) it is redone in file order."""
+        args = (table, offset, len(self.products) * (len(self.locations) + 1),
+                len(self.locations) + 1, dtype)
+        extra = [[m[0] for m in self.maps], [m[1] for m in self.maps]]
+        _run(_fill_range, self.ranges, *extra, *([a] * len(self.ranges) for a in args),
+             [False] * len(self.ranges))
+        if _filled(table, offset, args[2], dtype) != self.rows:
+            for k, r in enumerate(self.ranges):
+                _fill_range(*r, *self.maps[k], *args, True)
+
+
+def _filled(table, offset, cells, dtype) -> int:
     import numpy as np
 
+    grid = np.memmap(table, dtype, "r", offset, (cells,))
+    return int(np.count_nonzero(grid >= 0) if dtype == np.int64 else np.count_nonzero(~np.isnan(grid)))
+
+
+def _blocks(path: str, start: int, end: int, delimiter: str, width: int, picks, ascii_only: bool):
+    """``(pcodes, lcodes, vals)`` per block of the whole lines in bytes ``[start, end)``;
+    codes local to this range (the same in every pass), ``(products, locations)`` last."""
     products, locations = Numbering(), Numbering()
-    pidx, lidx, vals = [], [], []
     sep = ord(delimiter)
     with open(path, "rb") as f:
         f.seek(start)
@@ -121,11 +167,47 @@ def _parse_range(path: str, start: int, end: int, delimiter: str, width: int, pi
                 data += b"\n"
             if ascii_only and not data.isascii():
                 raise Declined("not ascii")
-            p, loc, v = parse_block(padded(data), len(data), sep, width, picks, products, locations)
-            del data
-            pidx.append(p)
-            lidx.append(loc)
-            vals.append(v)
+            yield parse_block(padded(data), len(data), sep, width, picks, products, locations)
+    yield products, locations
+
+
+def _scan_range(*args):
+    import numpy as np
+
+    rows, whole = 0, True
+    for out in _blocks(*args):
+        if len(out) == 2:
+            return out[0].names, out[1].names, rows, whole
+        v = out[2]
+        rows += len(v)
+        whole = whole and bool(not len(v) or (v.min() >= 0 and v.max() < 2.0 ** 63
+                                             and np.array_equal(v, np.floor(v))))
+
+
+def _columns_range(*args):
+    import numpy as np
+
+    parts = [out for out in _blocks(*args) if len(out) == 3]
     cat = (lambda xs, t: np.concatenate(xs) if xs else np.zeros(0, t))
-    return (products.names, locations.names, cat(pidx, np.uint32), cat(lidx, np.uint32),
-            cat(vals, np.float64))
+    return tuple(cat([part[k] for part in parts], t)
+                 for k, t in enumerate((np.uint32, np.uint32, np.float64)))
+
+
+def _fill_range(path, start, end, delimiter, width, picks, ascii_only, pmap, lmap, table, offset,
+                cells, stride, dtype, in_order: bool) -> None:
+    import numpy as np
+
+    grid = np.memmap(table, dtype, "r+", offset, (cells,))
+    for out in _blocks(path, start, end, delimiter, width, picks, ascii_only):
+        if len(out) == 2:
+            break
+        p, loc, v = out
+        flat = pmap[p].astype(np.int64) * stride + lmap[loc]
+        if in_order:  # numpy does not promise which of repeated indices it writes last
+            order = np.argsort(flat, kind="stable")
+            flat, v = flat[order], v[order]
+            last = np.append(flat[1:] != flat[:-1], True)
+            flat, v = flat[last], v[last]
+        grid[flat] = v
+    grid.flush()
+    del grid

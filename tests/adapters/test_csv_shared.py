@@ -17,7 +17,8 @@ from atp_bridge.adapters import csv_build, csv_fast
 from atp_bridge.adapters.base import WholeNumbers
 from atp_bridge.adapters.csv_build import (TableDirError, build, open_table, previous_table, source_key,
                                            table_dir, table_path)
-from atp_bridge.adapters.csv_shared import MappedTable, write_table
+from atp_bridge.adapters.csv_shared import MappedTable
+from atp_bridge.adapters.csv_write import write_table
 from atp_bridge.adapters.csv_table import DEFAULT_COLUMNS, _path_signature, load_table
 
 ARGS = ("utf-8-sig", ",", DEFAULT_COLUMNS)

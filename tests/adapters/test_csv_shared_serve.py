@@ -75,6 +75,9 @@ def bridge(tmp_path):
     try:
         process.wait_ready(path="/readyz")
         wait_until(lambda: len(workers(process)) == 3, what="three workers")
+        # /readyz answers from one worker: wait until every worker maps the table
+        wait_until(lambda: all(table_mappings(pid) for pid in workers(process)),
+                   what="every worker on the table")
         yield process
     finally:
         process.stop()
@@ -115,6 +118,9 @@ def test_a_reload_is_built_once_and_swapped_in_every_worker_and_the_old_table_le
     wait_until(every_worker_on_the_new_table, what="every worker on the new table, the old unmapped")
     assert not (tmp_path / "tables" / old).exists()
     assert all(atps(bridge) == expected(1000) for _ in range(12))
+    # the builder's worker maps the table before it logs the line: the others may be quicker
+    wait_until(lambda: log_count(log, r"built the table of") >= 2, what="the builder's line")
+    time.sleep(0.5)  # a second builder's line would be as quick
     assert log_count(log, r"built the table of") == 2
 
 

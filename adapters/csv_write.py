@@ -1,0 +1,175 @@
+"""Writing table files (the format :class:`~adapters.csv_shared.MappedTable` reads).
+
+:func:`write_table` writes a table from its rows held in numpy columns;
+:func:`write_dense` writes a dense table whose grid the caller fills in place
+through a shared mapping of the file, so a big build never holds the rows or
+the grid in its own memory: its pages are the new table's, nothing else.
+"""
+from __future__ import annotations
+
+import json
+import os
+from zlib import crc32
+
+from atp_bridge.adapters.csv_shared import MAGIC, VERSION, _header
+
+
+def _align(n: int) -> int:
+    return (n + 7) & ~7
+
+
+def write_table(path: str, meta: dict, pnames: list, lnames: list, pidx, lidx, vals,
+                layout: str | None = None) -> dict:
+    """Write the table of rows ``(pidx[r], lidx[r], vals[r])`` (numpy arrays, file order)
+    to ``path``; returns the header written. The last of duplicate rows wins.
+
+    Same choices and answers as :class:`~adapters.csv_table.CsvTable`: ``dense``
+    when ``4 * rows >= P * L`` (else ``sparse``), whole numbers >= 0 kept as
+    int64 with -1 for unknown, else float64 with NaN.
+    """
+    import numpy as np
+
+    rows, n_p, n_l = len(vals), len(pnames), len(lnames)
+    layout = layout or ("dense" if 4 * rows >= n_p * n_l else "sparse")
+    whole = bool(rows == 0 or (vals.min() >= 0 and vals.max() < 2.0 ** 63
+                               and np.array_equal(vals, np.floor(vals))))
+    vtype, vcode = (np.int64, "q") if whole else (np.float64, "d")
+    pblob, poffs, pslots = _names(pnames, np)
+    lblob, loffs, lslots = _names(lnames, np)
+    sections = {"pnames": (pblob, "B"), "poffs": (poffs, "q"), "pslots": (pslots, "I"),
+                "lnames": (lblob, "B"), "loffs": (loffs, "q"), "lslots": (lslots, "I")}
+    if layout == "dense":
+        stride = n_l + 1
+        flat = pidx.astype(np.int64) * stride + lidx
+        grid = np.full(n_p * stride, -1 if whole else np.nan, vtype)
+        grid[flat] = vals
+        filled = int((grid >= 0).sum() if whole else (~np.isnan(grid)).sum())
+        if filled != rows:  # duplicates: numpy does not promise which of them it kept
+            order = np.argsort(flat, kind="stable")
+            last = _last_of_runs(flat[order], np)
+            grid[flat[order][last]] = vals[order][last]
+        sections["grid"] = (grid, vcode)
+    else:
+        key = pidx.astype(np.int64) * max(n_l, 1) + lidx
+        order = np.argsort(key, kind="stable")  # by product, then location; file order kept
+        skey = key[order]
+        last = _last_of_runs(skey, np)
+        skey = skey[last]
+        starts = np.zeros(n_p + 1, np.int64)
+        np.cumsum(np.bincount(skey // max(n_l, 1), minlength=n_p), out=starts[1:])
+        sections.update(starts=(starts, "q"), locs=((skey % max(n_l, 1)).astype(np.uint32), "I"),
+                        vals=(vals[order][last].astype(vtype), vcode))
+    header, reserve, end = _plan(meta, rows, n_p, n_l, layout, whole,
+                                 {name: (arr.nbytes, code) for name, (arr, code) in sections.items()})
+    with open(path, "wb") as f:
+        _write_header(f, header, reserve)
+        for name, (arr, _) in sections.items():
+            f.seek(header["sections"][name][0])
+            f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        f.truncate(max(end, f.tell()))
+        f.flush()
+        os.fsync(f.fileno())  # a disk volume: the rename must not outrun the data
+    return header
+
+
+def write_dense(path: str, meta: dict, pnames: list, lnames: list, rows: int, whole: bool,
+                fill) -> dict:
+    """Write a ``dense`` table whose grid ``fill(path, offset, dtype)`` fills in place
+    (a shared mapping of the file, already holding -1 or NaN), so the builder never
+    holds the rows or the grid in its own memory; returns the header written."""
+    import numpy as np
+
+    n_p, n_l = len(pnames), len(lnames)
+    vtype, vcode = (np.int64, "q") if whole else (np.float64, "d")
+    pblob, poffs, pslots = _names(pnames, np)
+    lblob, loffs, lslots = _names(lnames, np)
+    sections = {"pnames": (pblob, "B"), "poffs": (poffs, "q"), "pslots": (pslots, "I"),
+                "lnames": (lblob, "B"), "loffs": (loffs, "q"), "lslots": (lslots, "I")}
+    cells = n_p * (n_l + 1)
+    header, reserve, end = _plan(meta, rows, n_p, n_l, "dense", whole,
+                                 {**{name: (arr.nbytes, code) for name, (arr, code) in sections.items()},
+                                  "grid": (8 * cells, vcode)})
+    offset = header["sections"]["grid"][0]
+    with open(path, "w+b") as f:  # read too: the grid is mapped
+        _write_header(f, header, reserve)
+        for name, (arr, _) in sections.items():
+            f.seek(header["sections"][name][0])
+            f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        f.truncate(end)
+        if cells:
+            grid = np.memmap(f, vtype, "r+", offset, (cells,))
+            step = 1 << 22  # a chunk at a time: no grid-sized temporary
+            for k in range(0, cells, step):
+                grid[k:k + step] = -1 if whole else np.nan
+            grid.flush()
+            del grid
+            fill(path, offset, vtype)
+        os.fsync(f.fileno())
+    return header
+
+
+def set_header(path: str, **fields) -> None:
+    """Change header fields of a written table in place (e.g. a hash known only at the
+    end); the new header must fit the space reserved for it."""
+    with open(path, "r+b") as f:
+        size = os.fstat(f.fileno()).st_size
+        header = _header(f.read(16), f, size)
+        reserve = min(off for off, _, _ in header["sections"].values()) - 16 if header["sections"] \
+            else size - 16
+        _write_header(f, {**header, **fields}, reserve)
+        f.flush()
+        os.fsync(f.fileno())  # clean pages: workers share them, and the rename must not outrun them
+
+
+HEADER_SLACK = 1024  # room for fields set after the layout is fixed (set_header)
+
+
+def _plan(meta, rows, n_p, n_l, layout, whole, sizes):
+    """The header and the 8-byte aligned section offsets for sections of ``sizes``
+    (name -> (bytes, typecode)); returns ``(header, reserved header bytes, file size)``."""
+    header = {**meta, "version": VERSION, "rows": rows, "products": n_p, "locations": n_l,
+              "layout": layout, "whole": whole, "sections": {}}
+    # offsets depend on the header's length; a fixed-width header avoids the loop
+    reserve = _align(len(json.dumps(header)) + 64 * len(sizes) + HEADER_SLACK)
+    offset = 16 + reserve
+    for name, (nbytes, code) in sizes.items():
+        header["sections"][name] = [offset, int(nbytes), code]
+        offset = _align(offset + nbytes)
+    return header, reserve, offset
+
+
+def _write_header(f, header: dict, reserve: int) -> None:
+    raw = json.dumps(header).encode()
+    if len(raw) > reserve:
+        raise ValueError(f"table header of {len(raw)} bytes does not fit its {reserve}")
+    f.seek(0)
+    f.write(MAGIC + len(raw).to_bytes(8, "little") + raw.ljust(reserve, b" "))
+
+
+def _last_of_runs(sorted_keys, np):
+    return np.append(sorted_keys[1:] != sorted_keys[:-1], True) if len(sorted_keys) else \
+        np.zeros(0, bool)
+
+
+def _names(names: list, np):
+    """UTF-8 blob, int64 offsets, and uint32 slots (index + 1, 0 = empty; linear probing)."""
+    encoded = list(map(str.encode, names))
+    offs = np.zeros(len(names) + 1, np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), np.int64, len(names)), out=offs[1:])
+    size = 8
+    while size < 2 * len(names):
+        size *= 2
+    slots = np.zeros(size, np.uint32)
+    pos = np.fromiter(map(crc32, encoded), np.int64, len(names)) & (size - 1)
+    todo = np.arange(len(names), dtype=np.int64)
+    while len(todo):  # place a batch per round: one winner per free slot, the rest move on
+        free = slots[pos] == 0
+        cand = np.flatnonzero(free)
+        taken, first = np.unique(pos[cand], return_index=True)
+        slots[taken] = todo[cand[first]] + 1
+        placed = np.zeros(len(todo), bool)
+        placed[cand[first]] = True
+        todo, pos = todo[~placed], (pos[~placed] + 1) & (size - 1)
+    return np.frombuffer(b"".join(encoded), np.uint8), offs, slots
+
+
