@@ -32,6 +32,19 @@ from atp_bridge.config_types import resolve_file
 from atp_bridge.errors import AdapterUnavailable
 
 log = logging.getLogger("atp_bridge.adapters.csv")
+NICE_ENV = "ATP_BRIDGE_RELOAD_NICE"
+RELOAD_NICE = 10  # see docs/benchmarks.md, issue 18: what it costs a reload and the requests
+
+
+def reload_nice() -> int:
+    """The reload builder's niceness: ``$ATP_BRIDGE_RELOAD_NICE`` (0-19), else ``RELOAD_NICE``."""
+    raw = os.environ.get(NICE_ENV)
+    try:
+        return RELOAD_NICE if raw is None else min(19, max(0, int(raw)))
+    except ValueError:
+        log.warning("%s=%r is not a whole number; the reload builder runs at nice %d",
+                    NICE_ENV, raw, RELOAD_NICE)
+        return RELOAD_NICE
 
 
 class _ColumnsSchema(Schema):
@@ -205,7 +218,8 @@ class CsvAdapter(Adapter):
         if in_subprocess:
             try:
                 # a reload beside requests: the builder yields the CPU to them
-                result = build_in_subprocess(*args, nice=10 if self._state[0] is not None else 0)
+                result = build_in_subprocess(*args, nice=reload_nice() if self._state[0] is not None
+                                             else 0)
             except Exception as e:  # no child process to be had: build here, slower for requests
                 log.warning("csv adapter %r: %s; building the table in this process", self.name, e)
         if result is None:

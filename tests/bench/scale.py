@@ -1,6 +1,7 @@
 """Big catalogues: the shared CSV table at 1M, 10M and 50M rows (a script, not a test).
 
-    python -m tests.bench.scale [--rows 1M,10M,50M] [--workers 4] [--dir DIR]
+    python -m tests.bench.scale [--rows 1M,10M,50M] [--workers 4] [--dir DIR] [--rates 0.5]
+                                [--nice N]
 
 For each size, a CSV of P products x 500 locations is generated in DIR
 (default: a temporary directory; 50M rows is ~1 GB: check ``df -h`` first),
@@ -10,13 +11,21 @@ directory. Measured: build time (the builder's own log line), ready time
 workers, any builder; ``/proc/<pid>/smaps_rollup``, shared pages counted once)
 minus the same tree serving a 1-row file, restart-ready time (every worker
 SIGKILLed; ``/readyz`` 200 again once gunicorn's new workers mapped the
-table), 500-pair latency under wrk, and a reload (the file touched: parsed
-again once, swapped in every worker) with latency and peak tree PSS during it.
+table), 500-pair throughput and latency under wrk, and reloads under a paced
+load (:mod:`tests.bench.paced`, ``--rates`` x the measured rps): the first
+row's value changed in place, then the time until the new table is renamed
+into place (the build) and from there until every worker maps it and no
+longer the old one (the swap), latency before and during, every answer's new
+value, and the peak growth of the tree's PSS, of its anonymous memory (the
+builder's own) and of anonymous memory plus the table files (a memory-backed
+table directory counts them).
 Files are deleted afterwards.
 """
 from __future__ import annotations
 
 import argparse
+
+import orjson
 import os
 import re
 import signal
@@ -28,32 +37,48 @@ from pathlib import Path
 from tests.bench import report
 from tests.bench.csv_memory import generate
 from tests.bench.run import log, post, write_body, write_config
-from tests.bench.servers import Bridge, children
+from tests.bench.servers import Bridge
+from tests.bench.paced import PacedLoad
 from tests.bench.wrk import Wrk
 
 LOCATIONS = 500
 
 
 def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from one scan of /proc (a scan per node costs a core)."""
+    parent: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            parent.setdefault(ppid, []).append(int(entry.name))
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
         out.append(p)
-        todo.extend(children(p))
+        todo.extend(parent.get(p, ()))
     return out
+
+
+def tree_mb(pid: int) -> dict:
+    """Sums of Pss and Anonymous (MiB) over ``pid`` and its descendants (smaps_rollup)."""
+    total = {"Pss": 0, "Anonymous": 0}
+    for p in tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                key = line.split(":", 1)[0]
+                if key in total:
+                    total[key] += int(line.split()[1])
+        except OSError:
+            pass
+    return {"pss": total["Pss"] / 1024, "anon": total["Anonymous"] / 1024}
 
 
 def tree_pss_mb(pid: int) -> float:
     """Sum of Pss over ``pid`` and its descendants, MiB."""
-    total = 0
-    for p in tree(pid):
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+    return tree_mb(pid)["pss"]
 
 
 def parse_rows(text: str) -> int:
@@ -67,17 +92,6 @@ def wait_ready(bridge, timeout: float) -> float:
     return time.monotonic() - started
 
 
-def serving_maps(bridge, name: str) -> int:
-    """How many workers map a file whose name contains ``name``."""
-    count = 0
-    for pid in bridge.worker_pids():
-        try:
-            count += name in Path(f"/proc/{pid}/maps").read_text()
-        except OSError:
-            pass
-    return count
-
-
 def measure(rows: int, workers: int, tmp: Path, wrk: Wrk, baseline: float, opts) -> dict:
     products = rows // LOCATIONS
     csv_path = tmp / f"atp-{rows}.csv"
@@ -89,7 +103,10 @@ def measure(rows: int, workers: int, tmp: Path, wrk: Wrk, baseline: float, opts)
     tables = tmp / f"tables-{rows}"
     config = write_config(tmp / f"scale-{rows}.yaml", csv_path.name)
     logfile = tmp / f"bridge-{rows}.log"
-    bridge = Bridge(config, logfile, workers=workers, env={"ATP_BRIDGE_TABLE_DIR": str(tables)})
+    env = {"ATP_BRIDGE_TABLE_DIR": str(tables)}
+    if opts.nice is not None:
+        env["ATP_BRIDGE_RELOAD_NICE"] = str(opts.nice)
+    bridge = Bridge(config, logfile, workers=workers, env=env)
     out = {"rows": written, "products": products, "file_mb": csv_path.stat().st_size / 2**20}
     try:
         out["ready_s"] = wait_ready(bridge, 600)
@@ -123,7 +140,11 @@ def measure(rows: int, workers: int, tmp: Path, wrk: Wrk, baseline: float, opts)
             time.sleep(0.2)
         out["map_s"] = max(map(float, mapped))
         log(f"{rows:,}: restart ready {out['restart_ready_s']:.2f} s, map {out['map_s']} s")
-        out["reload"] = reload(bridge, wrk, body, csv_path, tables, 15 + 2.5 * (out["build_s"] or 10))
+        marker = tmp / "marker.json"
+        marker.write_bytes(orjson.dumps({"products": [{"product_id": MARKER[0], "external_identifier":
+                                                       MARKER[0]}], "fulfillment_locations": [MARKER[1]]}))
+        out["reloads"] = [reload(bridge, body, csv_path, tables, out["steady"].rps * fraction,
+                                 30 + 4 * (out["build_s"] or 10), marker) for fraction in opts.rates]
     finally:
         bridge.stop()
         csv_path.unlink()
@@ -132,34 +153,80 @@ def measure(rows: int, workers: int, tmp: Path, wrk: Wrk, baseline: float, opts)
     return out
 
 
-def reload(bridge, wrk: Wrk, body: Path, csv_path: Path, tables: Path, seconds: float) -> dict:
-    """Touch the file under load: one rebuild, swapped into every worker; latency and peak PSS."""
+def dir_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.glob("*") if f.is_file()) / 2**20
+
+
+MARKER = ("10000000", "STORE00")  # the file's first row: its value changes on each reload
+
+
+def bump_marker(csv_path: Path) -> int:
+    """Give the first data row a new value of the same width in place; the new value."""
+    with open(csv_path, "r+b") as f:
+        header = f.readline()
+        line = f.readline()
+        old = line.rstrip(b"\n").rsplit(b",", 1)[1]
+        new = str((int(old) + 1) % 10 ** len(old)).zfill(len(old)).encode()
+        f.seek(len(header) + len(line) - 1 - len(old))
+        f.write(new)
+    return int(new)
+
+
+def marker_value(bridge, body: Path) -> int:
+    return post(bridge.url, body).json()["availabilities"][0]["atp"]
+
+
+def reload(bridge, body: Path, csv_path: Path, tables: Path, rate: float, limit: float,
+           marker_body: Path, steady_s: float = 5.0) -> dict:
+    """Change the file under a paced load of ``rate`` rps; when the new table was renamed into
+    place (build finished), when every worker maps it (and the old one no longer), latency
+    before and during, and peak memory during."""
     (old,) = [f.name for f in tables.glob("*.table")]
-    peak, stop = [tree_pss_mb(bridge.proc.pid)], threading.Event()
+    pid = bridge.proc.pid
+    base = {**tree_mb(pid), "dir": dir_mb(tables)}
+    peak, stop = dict(base), threading.Event()
 
     def sample():
-        while not stop.wait(0.25):
-            peak.append(tree_pss_mb(bridge.proc.pid))
+        while not stop.wait(0.2):
+            now, files = tree_mb(pid), dir_mb(tables)
+            peak["pss"], peak["anon"] = max(peak["pss"], now["pss"]), max(peak["anon"], now["anon"])
+            peak["total"] = max(peak.get("total", 0), now["anon"] + files)
+    load = PacedLoad(bridge.url + "/availabilities", body, rate).start()
+    time.sleep(steady_s)
     sampler = threading.Thread(target=sample, daemon=True)
-    load = wrk.start(bridge.url, body, seconds)
     sampler.start()
-    time.sleep(1)
-    os.utime(csv_path)
-    touched, swapped = time.monotonic(), None
-    while load.poll() is None and swapped is None:
+    touched = time.monotonic()
+    value = bump_marker(csv_path)
+    built = swapped = None
+    while time.monotonic() - touched < limit and swapped is None:
         new = [f.name for f in tables.glob("*.table") if f.name != old]
-        if new and serving_maps(bridge, new[0]) == len(bridge.worker_pids()):
-            swapped = time.monotonic() - touched
-        time.sleep(0.05)
-    during = wrk.finish(load, seconds)
+        if new and built is None:
+            built = time.monotonic()
+        if new and all(set(re.findall(r"[^/\s]+\.table", Path(f"/proc/{w}/maps").read_text()))
+                       == {new[0]} for w in bridge.worker_pids()):
+            swapped = time.monotonic()
+        time.sleep(0.01)
+    end = swapped or time.monotonic()
+    time.sleep(1.0)
+    load.stop()
     stop.set()
     sampler.join()
-    old_still_mapped = serving_maps(bridge, old)
-    log(f"reload: every worker on the new table {swapped} s after the touch; p99 "
-        f"{during.p99:.2f} ms, max {during.max:.1f} ms; peak PSS {max(peak):,.0f} MB; "
-        f"old table still mapped by {old_still_mapped} worker(s)")
-    return {"swapped_s": swapped, "during": during, "peak_pss_mb": max(peak),
-            "old_still_mapped": old_still_mapped}
+    answers = {marker_value(bridge, marker_body) for _ in range(4 * len(bridge.worker_pids()))}
+    out = {"steady": load.window(touched - steady_s + 1, touched), "during": load.window(touched, end),
+           "build_s": built - touched if built else None,
+           "swap_s": swapped - built if swapped and built else None,
+           "answers_new": answers == {value}, "errors": load.errors, "rate": rate,
+           "peak_pss_growth": peak["pss"] - base["pss"], "peak_anon_growth": peak["anon"] - base["anon"],
+           "peak_total_growth": peak.get("total", base["anon"] + base["dir"]) - base["anon"] - base["dir"],
+           "table_mb": base["dir"]}
+    log(f"reload at {rate:,.0f} rps: build {out['build_s']} s after the change, every worker "
+        f"swapped {out['swap_s']} s after the build; p50/p99 steady {out['steady']['p50']:.2f}/"
+        f"{out['steady']['p99']:.2f} ms, during {out['during']['p50']:.2f}/{out['during']['p99']:.2f} "
+        f"ms (max {out['during']['max']:.1f}); peak growth: tree PSS {out['peak_pss_growth']:,.0f} MB, "
+        f"anonymous {out['peak_anon_growth']:,.0f} MB, anonymous + table files "
+        f"{out['peak_total_growth']:,.0f} MB (one table {out['table_mb']:,.0f} MB); every answer new: "
+        f"{out['answers_new']}")
+    return out
 
 
 def main(argv=None) -> None:
@@ -168,8 +235,13 @@ def main(argv=None) -> None:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--dir", help="where the CSVs and tables go (default: a temp dir)")
+    parser.add_argument("--rates", default="0.5", help="paced load during the reload, as fractions "
+                        "of the measured 500-pair rps (comma-separated: one reload each)")
+    parser.add_argument("--nice", type=int, help="the reload builder's niceness "
+                        "(ATP_BRIDGE_RELOAD_NICE; default: the adapter's)")
     opts = parser.parse_args(argv)
     sizes = [parse_rows(r) for r in opts.rows.split(",")]
+    opts.rates = [float(x) for x in opts.rates.split(",")]
     with tempfile.TemporaryDirectory(prefix="atp-scale-", dir=opts.dir) as name:
         tmp = Path(name)
         wrk = Wrk(tmp, 1, 8)
@@ -186,15 +258,22 @@ def main(argv=None) -> None:
         results = [measure(rows, opts.workers, tmp, wrk, baseline, opts) for rows in sizes]
     print(report.table(
         ["rows", "products x locations", "CSV MB", "table MB", "build s", "ready s",
-         "tree PSS growth MB", "restart ready s", "500 pairs rps", "p50 ms", "p99 ms",
-         "reload: all workers swapped s", "reload p99 ms", "reload peak PSS growth MB"],
+         "tree PSS growth MB", "restart ready s", "500 pairs rps", "p50 ms", "p99 ms"],
         [[f"{r['rows']:,}", f"{r['products']:,} x {LOCATIONS}", f"{r['file_mb']:,.0f}",
           f"{r['table_mb']:,.0f}", f"{r['build_s']}", f"{r['ready_s']:.1f}",
           f"{r['pss_growth_mb']:,.0f}", f"{r['restart_ready_s']:.2f}", f"{r['steady'].rps:,.0f}",
-          f"{r['steady'].p50:.2f}", f"{r['steady'].p99:.2f}",
-          f"{r['reload']['swapped_s']:.1f}" if r["reload"]["swapped_s"] else "not seen",
-          f"{r['reload']['during'].p99:.2f}", f"{r['reload']['peak_pss_mb'] - baseline:,.0f}"]
-         for r in results]))
+          f"{r['steady'].p50:.2f}", f"{r['steady'].p99:.2f}"] for r in results]))
+    fmt = (lambda v: f"{v:.2f}" if v is not None else "not seen")
+    print(report.table(
+        ["rows", "nice", "paced rps", "change -> built s", "built -> every worker s",
+         "steady p50 / p99 ms", "during p50 / p99 ms", "during max ms", "every answer new",
+         "peak growth: tree PSS / anonymous / anonymous + table files MB"],
+        [[f"{r['rows']:,}", str(opts.nice if opts.nice is not None else "default"),
+          f"{x['rate']:,.0f}", fmt(x["build_s"]), fmt(x["swap_s"]),
+          f"{x['steady']['p50']:.2f} / {x['steady']['p99']:.2f}",
+          f"{x['during']['p50']:.2f} / {x['during']['p99']:.2f}", f"{x['during']['max']:.1f}",
+          str(x["answers_new"]), f"{x['peak_pss_growth']:,.0f} / {x['peak_anon_growth']:,.0f} / "
+          f"{x['peak_total_growth']:,.0f}"] for r in results for x in r["reloads"]]))
     print(f"baseline (1-row file, {opts.workers} workers) tree PSS {baseline:,.0f} MB")
 
 
