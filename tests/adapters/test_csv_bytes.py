@@ -123,3 +123,36 @@ def test_two_long_ids_with_one_hash_are_declined_and_the_csv_module_reads_them(t
     table = MappedTable(result["table"])
     assert table.lookup(["LONG-PRODUCT-A", "LONG-PRODUCT-B"], ["L1", "L2"]) == [1, 3, 2, None]
     assert load_table(io.StringIO(text)).lookup(["LONG-PRODUCT-B"], ["L1"]) == [2]
+
+
+# --- the dense build's second pass ----------------------------------------------------------
+
+def build_in_ranges(tmp_path: Path, text: str, monkeypatch):
+    from atp_bridge.adapters.csv_shared import MappedTable
+
+    monkeypatch.setattr(csv_fast, "MIN_PART", 1000)  # a few KB per range: two processes
+    monkeypatch.setattr(csv_fast.Scan, "columns", lambda self: pytest.fail("kept the rows"))
+    (tmp_path / "tables").mkdir()
+    path = tmp_path / "r.csv"
+    path.write_text(text)
+    result = build(str(tmp_path / "tables"), str(path), *ARGS, processes=2)
+    assert result["parser"] == "fast"
+    return MappedTable(result["table"])
+
+
+def test_a_dense_table_is_filled_in_place_by_parallel_ranges_without_keeping_rows(tmp_path, monkeypatch):
+    text = "product,location,atp\n" + "".join(f"P{i // 7},L{i % 7},{i}\n" for i in range(3000))
+    table = build_in_ranges(tmp_path, text, monkeypatch)
+    products, locations = [f"P{i}" for i in range(430)], [f"L{j}" for j in range(8)]
+    assert table.layout == "dense" and table.rows == 3000
+    assert table.lookup(products, locations) == load_table(io.StringIO(text)).lookup(products, locations)
+
+
+def test_duplicates_in_different_ranges_are_written_again_in_file_order_so_the_last_row_wins(
+        tmp_path, monkeypatch):
+    text = "product,location,atp\n" + "".join(f"P{i % 50},L{i % 7},{i}\n" for i in range(3000))
+    table = build_in_ranges(tmp_path, text, monkeypatch)
+    products, locations = [f"P{i}" for i in range(50)], [f"L{j}" for j in range(7)]
+    expected = load_table(io.StringIO(text)).lookup(products, locations)
+    assert table.lookup(products, locations) == expected
+    assert expected[0] == max(i for i in range(3000) if i % 50 == 0 and i % 7 == 0)

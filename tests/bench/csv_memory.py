@@ -8,6 +8,7 @@ measures PSS), the load time and the cost of one 500 x 20 lookup.
 
     python tests/bench/csv_memory.py            # dense: every pair present
     python tests/bench/csv_memory.py --sparse   # 200,000 x 50 at 10% fill
+    python tests/bench/csv_memory.py --name-cache  # a worker's cache of 100,000 product names
 """
 from __future__ import annotations
 
@@ -34,6 +35,12 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * PAGE / 2**20
 
 
+def anon_mb() -> float:
+    """This process's RssAnon (memory that is no file's pages), MiB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:")) / 1024
+
+
 def generate(path: Path, products: int, locations: int, fill: float) -> int:
     """Write the file a chunk at a time so generating it costs this process no memory."""
     rng = random.Random(42)
@@ -53,7 +60,11 @@ def generate(path: Path, products: int, locations: int, fill: float) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sparse", action="store_true", help="200,000 x 50 at 10%% fill")
+    parser.add_argument("--name-cache", action="store_true",
+                        help="the memory of a worker's name cache when full (CACHE_LIMIT names)")
     args = parser.parse_args()
+    if args.name_cache:
+        return name_cache()
     products, locations, fill = (200_000, 50, 0.1) if args.sparse else (50_000, 20, 1.0)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "atp.csv"
@@ -89,6 +100,32 @@ def main() -> None:
         times.sort()
         print(f"lookup 500 x 20 (10,000 pairs): median {times[100] * 1e3:.2f} ms, "
               f"p95 {times[190] * 1e3:.2f} ms, known {sum(v is not None for v in answer):,}")
+        adapter.close()
+
+
+def name_cache() -> None:
+    """RSS growth of one process that looked up CACHE_LIMIT distinct products (500 per
+    request, as the webhook does): the cost of its name cache, per worker."""
+    from atp_bridge.adapters import csv_shared
+
+    limit = csv_shared.CACHE_LIMIT
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "atp.csv"
+        generate(path, limit + 20_000, 2, 1.0)
+        adapter = CsvAdapter("bench", path=str(path), reload_interval_s=None, table_dir=tmp)
+        table = adapter._state[0]
+        table.lookup([str(10_000_000 + i) for i in range(500)], ["STORE00"])  # one-off costs first
+        gc.collect()
+        before, cache = anon_mb(), table._p.cache
+        cached_before = len(cache)
+        for k in range(500, limit, 500):  # new str objects each time, as JSON parsing makes them
+            table.lookup([str(10_000_000 + i) for i in range(k, k + 500)], ["STORE00", "STORE01"])
+        gc.collect()
+        after = anon_mb()
+        grown = len(cache) - cached_before
+        print(f"name cache: {len(cache):,} names (limit {limit:,}); anonymous RSS {before:.1f} -> "
+              f"{after:.1f} MB, +{after - before:.1f} MB for {grown:,} names = "
+              f"{(after - before) * 2**20 / grown:.0f} B per name (the table's file pages not counted)")
         adapter.close()
 
 
