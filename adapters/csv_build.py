@@ -134,13 +134,29 @@ def build_running(directory: str, key: str) -> bool:
     return False
 
 
+def try_lock(directory: str, key: str) -> int | None:
+    """An fd holding ``key``'s build lock, or None if another process holds it. A worker
+    takes it before it starts a builder (who inherits it), so the other workers see a
+    build running from that moment on, not only once the child has started."""
+    fd = os.open(os.path.join(directory, f"csv-{key}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
 def build(directory: str, path: str, encoding: str, delimiter: str, columns,
-          processes: int | None = None) -> dict:
+          processes: int | None = None, lock_fd: int | None = None) -> dict:
     """Make sure the table of ``path`` as it is now exists; returns ``{"table", "sig",
-    "built"}``, ``{"error", "sig"}`` for a bad file, or ``{"changed": True}``."""
+    "built"}``, ``{"error", "sig"}`` for a bad file, or ``{"changed": True}``.
+    ``lock_fd``: the build lock, already held (:func:`try_lock`)."""
     key = source_key(path, encoding, delimiter, columns)
-    with open(os.path.join(directory, f"csv-{key}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+    held = open(lock_fd, "a", closefd=False) if lock_fd is not None else None
+    with held or open(os.path.join(directory, f"csv-{key}.lock"), "a") as lock:
+        if held is None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         sig = _path_signature(path)
         if sig is None:
             return {"error": f"{path}: file not found", "sig": None}
@@ -239,7 +255,7 @@ def _hash_into(fd: int, digest) -> None:
 
 
 def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str, columns,
-                        timeout: float = 900.0, nice: int = 0) -> dict:
+                        timeout: float = 900.0, nice: int = 0, lock_fd: int | None = None) -> dict:
     """:func:`build` in a child Python process; same result. Raises ``RuntimeError``
     if the child fails. The child gets no ``PROMETHEUS_MULTIPROC_DIR`` (it is not a
     worker) and this package on its path; ``nice`` lowers its CPU priority (a
@@ -249,9 +265,10 @@ def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str
 
     root = str(Path(atp_bridge.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    args = json.dumps([nice, directory, path, encoding, delimiter, dict(columns)])
+    args = json.dumps([nice, lock_fd, directory, path, encoding, delimiter, dict(columns)])
     proc = subprocess.run([sys.executable, "-m", "atp_bridge.adapters.csv_build"], input=args.encode(),
-                          capture_output=True, env=env, timeout=timeout, check=False)
+                          capture_output=True, env=env, timeout=timeout, check=False,
+                          pass_fds=() if lock_fd is None else (lock_fd,))
     if proc.returncode != 0:
         tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"csv table builder exited {proc.returncode}: {tail[0]}")
@@ -259,6 +276,6 @@ def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str
 
 
 if __name__ == "__main__":  # the child of build_in_subprocess
-    _nice, *_args = json.loads(sys.stdin.read())
+    _nice, _lock, *_args = json.loads(sys.stdin.read())
     os.nice(_nice)
-    sys.stdout.write(json.dumps(build(*_args)))
+    sys.stdout.write(json.dumps(build(*_args, lock_fd=_lock)))

@@ -24,7 +24,8 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from atp_bridge.adapters.base import Adapter, Batch, Health
 from atp_bridge.adapters.csv_build import (TableDirError, build, build_in_subprocess, build_running,
-                                          open_table, previous_table, source_key, table_dir)
+                                          open_table, previous_table, source_key, table_dir,
+                                          try_lock)
 from atp_bridge.adapters.csv_shared import MappedTable
 from atp_bridge.adapters.csv_table import CHANGED, DEFAULT_COLUMNS, _path_signature
 from atp_bridge import metrics
@@ -216,12 +217,17 @@ class CsvAdapter(Adapter):
         args = (directory, self.path, self.encoding, self.delimiter, self.columns)
         result = None
         if in_subprocess:
+            lock = try_lock(directory, key)
+            if lock is None:  # another worker took it since build_running(): wait for its table
+                return self._load(in_subprocess)
             try:
                 # a reload beside requests: the builder yields the CPU to them
-                result = build_in_subprocess(*args, nice=reload_nice() if self._state[0] is not None
-                                             else 0)
+                result = build_in_subprocess(*args, lock_fd=lock, nice=reload_nice()
+                                             if self._state[0] is not None else 0)
             except Exception as e:  # no child process to be had: build here, slower for requests
                 log.warning("csv adapter %r: %s; building the table in this process", self.name, e)
+            finally:
+                os.close(lock)
         if result is None:
             result = build(*args)
         if result.get("changed"):
