@@ -219,6 +219,14 @@ def reload(bridge, body: Path, csv_path: Path, tables: Path, rate: float, limit:
            "peak_pss_growth": peak["pss"] - base["pss"], "peak_anon_growth": peak["anon"] - base["anon"],
            "peak_total_growth": peak.get("total", base["anon"] + base["dir"]) - base["anon"] - base["dir"],
            "table_mb": base["dir"]}
+    marks = {"built": built, "swapped": swapped}
+    buckets = []
+    for k in range(-int(steady_s) + 1, int(end - touched) + 2):  # one p99 per second, from the change
+        w = load.window(touched + k, touched + k + 1)
+        events = "".join(f" <{name}>" for name, t in marks.items()
+                         if t is not None and touched + k <= t < touched + k + 1)
+        buckets.append(f"{k:+d}s {w['p99']:.0f}{events}")
+    log("reload p99 ms per second (0 = the change): " + ", ".join(buckets))
     log(f"reload at {rate:,.0f} rps: build {out['build_s']} s after the change, every worker "
         f"swapped {out['swap_s']} s after the build; p50/p99 steady {out['steady']['p50']:.2f}/"
         f"{out['steady']['p99']:.2f} ms, during {out['during']['p50']:.2f}/{out['during']['p99']:.2f} "
