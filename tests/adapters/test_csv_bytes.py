@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,36 @@ def test_duplicates_in_different_ranges_are_written_again_in_file_order_so_the_l
     expected = load_table(io.StringIO(text)).lookup(products, locations)
     assert table.lookup(products, locations) == expected
     assert expected[0] == max(i for i in range(3000) if i % 50 == 0 and i % 7 == 0)
+
+
+# --- the build lock a worker hands to its builder -------------------------------------------
+
+def test_a_worker_holding_the_build_lock_hands_it_to_its_builder_and_others_see_a_build_running(
+        tmp_path):
+    from atp_bridge.adapters.csv_build import build_in_subprocess, build_running, source_key, try_lock
+
+    path = tmp_path / "atp.csv"
+    path.write_text("product,location,atp\nA,L1,4\n")
+    directory = tmp_path / "tables"
+    directory.mkdir()
+    key = source_key(str(path), *ARGS)
+    lock = try_lock(str(directory), key)
+    assert lock is not None and build_running(str(directory), key)
+    assert try_lock(str(directory), key) is None  # a second worker: wait for the table instead
+    result = build_in_subprocess(str(directory), str(path), *ARGS, lock_fd=lock, timeout=60)
+    assert result["built"] is True  # the child used the inherited lock: no deadlock on a second flock
+    assert build_running(str(directory), key)  # still held by this worker until it lets go
+    os.close(lock)
+    assert not build_running(str(directory), key)
+
+
+@pytest.mark.parametrize("value, nice", [(None, 10), ("5", 5), ("99", 19), ("-3", 0), ("x", 10)])
+def test_the_reload_builders_niceness_comes_from_the_environment(monkeypatch, caplog, value, nice):
+    from atp_bridge.adapters import csv_file
+
+    if value is None:
+        monkeypatch.delenv(csv_file.NICE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(csv_file.NICE_ENV, value)
+    assert csv_file.reload_nice() == nice
+    assert ("ATP_BRIDGE_RELOAD_NICE='x' is not a whole number" in caplog.text) == (value == "x")
