@@ -278,4 +278,5 @@ def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str
 if __name__ == "__main__":  # the child of build_in_subprocess
     _nice, _lock, *_args = json.loads(sys.stdin.read())
     os.nice(_nice)
-    sys.stdout.write(json.dumps(build(*_args, lock_fd=_lock)))
+    # a reload (niced, beside serving workers) parses on one core: the others stay theirs
+    sys.stdout.write(json.dumps(build(*_args, processes=1 if _nice > 0 else None, lock_fd=_lock)))
