@@ -103,3 +103,23 @@ def test_check_config_summarises_the_rules_it_loaded(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1] == (
         "  rules: safety stock (default 1, 1 location, 1 product, 2 pair rules), 2 bundle(s), caps")
+
+
+def test_a_changed_bundles_file_is_swapped_in_and_a_cycle_in_it_is_refused(tmp_path):
+    from atp_bridge.rules import Rules
+
+    problems(tmp_path, {"bundles": {"KIT": {"A": 2}, "file": "b.csv", "reload_interval_s": 0}},
+             {"b.csv": "bundle,component,quantity\nBOX,KIT,2\n"})
+    rules = Rules(load_config(tmp_path))
+    (watcher,) = rules.watchers
+    assert rules.bundles.recipes == {"KIT": {"A": 2}, "BOX": {"KIT": 2}}
+
+    (tmp_path / "b.csv").write_text("bundle,component,quantity\nBOX,KIT,3\nKIT,B,1\n")
+    assert watcher.check() is True  # the file's KIT replaces the inline one
+    assert rules.bundles.recipes == {"KIT": {"B": 1}, "BOX": {"KIT": 3}}
+    assert rules.bundles.leaves["BOX"] == ("B",)
+
+    (tmp_path / "b.csv").write_text("bundle,component,quantity\nBOX,KIT,1\nKIT,BOX,1\n")
+    assert watcher.check() is False  # a cycle: the bundles last read stay
+    assert "bundles form a cycle: BOX -> KIT -> BOX" in watcher.error
+    assert rules.bundles.recipes == {"KIT": {"B": 1}, "BOX": {"KIT": 3}}
