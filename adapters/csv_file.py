@@ -28,6 +28,7 @@ from atp_bridge.adapters.csv_build import (TableDirError, build, build_in_subpro
                                           try_lock)
 from atp_bridge.adapters.csv_shared import MappedTable
 from atp_bridge.adapters.csv_table import CHANGED, DEFAULT_COLUMNS, _path_signature
+from atp_bridge.filewatch import poll_settled
 from atp_bridge import metrics
 from atp_bridge.config_types import resolve_file
 from atp_bridge.errors import AdapterUnavailable
@@ -241,19 +242,9 @@ class CsvAdapter(Adapter):
         return table, None, read, "built" if result["built"] else "mapped"
 
     def _poll(self) -> None:
-        pending = None
-        while not self._stop.wait(self.reload_interval_s):
-            try:
-                sig = _path_signature(self.path)
-                if sig == self._seen:
-                    pending = None
-                elif sig != pending:  # changed: wait until it holds still for one more poll
-                    pending = sig
-                else:
-                    pending = None
-                    self.reload_now()
-            except Exception:  # the poller must outlive any surprise
-                log.exception("csv adapter %r: reload of %s failed", self.name, self.path)
+        poll_settled(self._stop, self.reload_interval_s, lambda: _path_signature(self.path),
+                     lambda: self._seen, self.reload_now, log,
+                     f"csv adapter {self.name!r}: reload of {self.path}")
 
     def close(self) -> None:
         """Stop the polling thread (waits for a reload in progress)."""

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from atp_bridge.errors import AtpBridgeError
+from atp_bridge.filewatch import poll_settled
 
 log = logging.getLogger("atp_bridge.rules")
 
@@ -150,19 +151,8 @@ class WatchedFile:
         return True
 
     def _poll(self) -> None:
-        pending = None
-        while not self._stop.wait(self.interval_s):
-            try:
-                sig = signature(self.path)
-                if sig == self.seen:
-                    pending = None
-                elif sig != pending:  # changed: wait until it holds still for one more poll
-                    pending = sig
-                else:
-                    pending = None
-                    self.check()
-            except Exception:  # the poller must outlive any surprise
-                log.exception("%s: reload of %s failed", self.what, self.path)
+        poll_settled(self._stop, self.interval_s, lambda: signature(self.path), lambda: self.seen,
+                     self.check, log, f"{self.what}: reload of {self.path}")
 
     def close(self) -> None:
         self._stop.set()
