@@ -87,7 +87,7 @@ class _Names:
 
 
 class MappedTable:
-    """A table file mapped read-only; answers like :class:`~adapters.csv_table.CsvTable`.
+    """A table file mapped read-only (the tests check it against an in-memory reference).
 
     The mapping is released when the last reference goes (a request still
     looking up in it keeps it alive), so a reload never pulls pages from

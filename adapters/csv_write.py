@@ -23,7 +23,7 @@ def write_table(path: str, meta: dict, pnames: list, lnames: list, pidx, lidx, v
     """Write the table of rows ``(pidx[r], lidx[r], vals[r])`` (numpy arrays, file order)
     to ``path``; returns the header written. The last of duplicate rows wins.
 
-    Same choices and answers as :class:`~adapters.csv_table.CsvTable`: ``dense``
+    Same choices and answers as the reference table of the tests: ``dense``
     when ``4 * rows >= P * L`` (else ``sparse``), whole numbers >= 0 kept as
     int64 with -1 for unknown, else float64 with NaN.
     """

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from atp_bridge.adapters import csv_bytes, csv_fast
 from atp_bridge.adapters.csv_bytes import Declined
 from atp_bridge.adapters.csv_build import build
-from atp_bridge.adapters.csv_table import DEFAULT_COLUMNS, load_table
+from atp_bridge.adapters.csv_table import DEFAULT_COLUMNS
+from tests.adapters.csv_reference import load_table
 
 ARGS = ("utf-8-sig", ",", DEFAULT_COLUMNS)
 

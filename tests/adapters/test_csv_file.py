@@ -21,7 +21,7 @@ from atp_bridge.adapters import adapter_class
 from atp_bridge.adapters import csv_build, csv_file
 from atp_bridge.adapters.base import Batch, WholeNumbers
 from atp_bridge.adapters.csv_file import CsvAdapter
-from atp_bridge.adapters.csv_table import load_table
+from tests.adapters.csv_reference import load_table
 from atp_bridge.config_types import AdapterSpec
 from atp_bridge.errors import AdapterUnavailable
 

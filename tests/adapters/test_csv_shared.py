@@ -19,7 +19,8 @@ from atp_bridge.adapters.csv_build import (TableDirError, build, open_table, pre
                                            table_dir, table_path)
 from atp_bridge.adapters.csv_shared import MappedTable
 from atp_bridge.adapters.csv_write import write_table
-from atp_bridge.adapters.csv_table import DEFAULT_COLUMNS, _path_signature, load_table
+from atp_bridge.adapters.csv_table import DEFAULT_COLUMNS, _path_signature
+from tests.adapters.csv_reference import load_table
 
 ARGS = ("utf-8-sig", ",", DEFAULT_COLUMNS)
 
