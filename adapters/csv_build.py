@@ -36,7 +36,7 @@ from pathlib import Path
 
 from atp_bridge.adapters import csv_shared
 from atp_bridge.adapters.csv_table import _path_signature, _signature, parse_rows
-from atp_bridge.adapters.csv_write import set_header, write_dense, write_table
+from atp_bridge.adapters.csv_write import set_header, write_dense, write_sparse, write_table
 
 ENV_DIR = "ATP_BRIDGE_TABLE_DIR"
 SAMPLE = 64 << 10
@@ -221,8 +221,9 @@ def _parse(path, encoding, delimiter, columns, processes, tmp, meta) -> dict:
             if 4 * found.rows >= len(found.products) * len(found.locations):
                 write_dense(tmp, head, found.products, found.locations, found.rows, found.whole,
                             lambda table, offset, dtype: found.fill_grid(table, offset, dtype))
-            else:  # sparse: sorted per product, which needs the rows (16 bytes each) at once
-                write_table(tmp, head, *found.columns(), layout="sparse")
+            else:  # sparse: each product's run written in place, then sorted a slice at a time
+                write_sparse(tmp, head, found.products, found.locations, found.rows, found.whole,
+                             found.product_counts(), found.fill_runs)
         except Declined:
             out["parser"] = head["parser"] = "csv"
             try:
@@ -255,28 +256,73 @@ def _hash_into(fd: int, digest) -> None:
 
 
 def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str, columns,
-                        timeout: float = 900.0, nice: int = 0, lock_fd: int | None = None) -> dict:
-    """:func:`build` in a child Python process; same result. Raises ``RuntimeError``
-    if the child fails. The child gets no ``PROMETHEUS_MULTIPROC_DIR`` (it is not a
-    worker) and this package on its path; ``nice`` lowers its CPU priority (a
-    reload beside serving workers: they come first)."""
+                        timeout: float = 900.0, nice: int = 0, lock_fd: int | None = None,
+                        idle_for: float | None = None) -> dict:
+    """:func:`build` in a child Python process; same result, plus ``"priority"`` (how the
+    child ran). Raises ``RuntimeError`` if the child fails. The child gets no
+    ``PROMETHEUS_MULTIPROC_DIR`` (it is not a worker) and this package on its path.
+
+    A reload beside serving workers (``nice`` > 0 or ``idle_for``) parses on one
+    core at niceness ``nice``. With ``idle_for`` it first runs in Linux's idle
+    scheduling class (``SCHED_IDLE``): it gets only CPU time no worker wants, and a
+    worker that wakes takes the core from it at once. If that child has not finished
+    after ``idle_for`` seconds (no idle CPU: the workers are saturated), it is killed
+    and the build runs again at ``nice``, which still yields to the workers but gets a
+    share: the result then says ``"starved_s"``."""
+    idle = idle_for is not None and idle_for > 0 and hasattr(os, "SCHED_IDLE")
+    args = [nice, idle or nice > 0, lock_fd, directory, path, encoding, delimiter, dict(columns)]
+    if idle:
+        try:
+            return _run_builder([True, *args], idle_for, lock_fd)
+        except subprocess.TimeoutExpired:
+            return {**_run_builder([False, *args], timeout, lock_fd), "starved_s": idle_for}
+    return _run_builder([False, *args], timeout, lock_fd)
+
+
+def _run_builder(args: list, timeout: float, lock_fd: int | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     import atp_bridge
 
     root = str(Path(atp_bridge.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
-    args = json.dumps([nice, lock_fd, directory, path, encoding, delimiter, dict(columns)])
-    proc = subprocess.run([sys.executable, "-m", "atp_bridge.adapters.csv_build"], input=args.encode(),
-                          capture_output=True, env=env, timeout=timeout, check=False,
-                          pass_fds=() if lock_fd is None else (lock_fd,))
+    proc = subprocess.Popen([sys.executable, "-m", "atp_bridge.adapters.csv_build"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, pass_fds=() if lock_fd is None else (lock_fd,))
+    _lower_priority(proc.pid, idle=args[0], nice=args[1])  # before its interpreter has started up
+    try:
+        out, err = proc.communicate(json.dumps(args).encode(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # its temporary file is removed by the next build (under the lock)
+        proc.communicate()
+        raise
     if proc.returncode != 0:
-        tail = proc.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        tail = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"csv table builder exited {proc.returncode}: {tail[0]}")
-    return json.loads(proc.stdout)
+    return json.loads(out)
+
+
+def _lower_priority(pid: int, idle: bool, nice: int) -> str:
+    """Give process ``pid`` (0: this one) niceness ``nice`` and, if ``idle``, the idle
+    scheduling class; what it has now: ``"idle"``, ``"nice N"`` or ``"normal"``."""
+    try:
+        if nice > 0:
+            os.setpriority(os.PRIO_PROCESS, pid, nice)
+        if idle:
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+    except (OSError, AttributeError):  # exited already, or no such call here: as it is
+        pass
+    try:
+        if hasattr(os, "SCHED_IDLE") and os.sched_getscheduler(pid) == os.SCHED_IDLE:
+            return "idle"
+        now = os.getpriority(os.PRIO_PROCESS, pid)
+    except OSError:
+        return "normal"
+    return f"nice {now}" if now > 0 else "normal"
 
 
 if __name__ == "__main__":  # the child of build_in_subprocess
-    _nice, _lock, *_args = json.loads(sys.stdin.read())
-    os.nice(_nice)
-    # a reload (niced, beside serving workers) parses on one core: the others stay theirs
-    sys.stdout.write(json.dumps(build(*_args, processes=1 if _nice > 0 else None, lock_fd=_lock)))
+    _idle, _nice, _reload, _lock, *_args = json.loads(sys.stdin.read())
+    _priority = _lower_priority(0, _idle, _nice)  # the parent did; this covers a lost race
+    # a reload (beside serving workers) parses on one core: the others stay theirs
+    _result = build(*_args, processes=1 if _reload else None, lock_fd=_lock)
+    sys.stdout.write(json.dumps({**_result, "priority": _priority}))

@@ -103,7 +103,7 @@ class Scan:
         products: dict[str, int] = {}
         locations: dict[str, int] = {}
         self.maps = []  # per range: global code of each local product / location code
-        for pnames, lnames, _, _ in parts:
+        for pnames, lnames, _, _, _ in parts:
             self.maps.append((
                 np.fromiter((products.setdefault(p, len(products)) for p in pnames), np.uint32, len(pnames)),
                 np.fromiter((locations.setdefault(x, len(locations)) for x in lnames), np.uint32,
@@ -111,6 +111,16 @@ class Scan:
         self.products, self.locations = list(products), list(locations)
         self.rows = sum(part[2] for part in parts)
         self.whole = all(part[3] for part in parts)
+        self.counts = [part[4] for part in parts]  # per range: rows of each local product
+
+    def product_counts(self):
+        """Rows per product (global codes, int64), duplicates included."""
+        import numpy as np
+
+        total = np.zeros(len(self.products), np.int64)
+        for (pmap, _), counts in zip(self.maps, self.counts):
+            total[pmap] += counts  # pmap is one-to-one: no repeated index
+        return total
 
     def columns(self):
         """The second pass, keeping every row: ``(pnames, lnames, pidx, lidx, vals)``."""
@@ -138,6 +148,24 @@ class Scan:
         if _filled(table, offset, args[2], dtype) != self.rows:
             for k, r in enumerate(self.ranges):
                 _fill_range(*r, *self.maps[k], *args, True)
+
+    def fill_runs(self, table: str, starts, locs_at: int, vals_at: int, dtype) -> None:
+        """The second pass for a sparse table: each row's location code and value go to
+        its product's run (``starts``: where each product's rows begin, duplicates
+        included), in file order within the run, in the ``uint32`` and ``dtype`` arrays
+        of ``self.rows`` entries at ``locs_at`` and ``vals_at`` of the file ``table``
+        (mapped shared): no row is kept. Ranges fill in parallel, each from where the
+        earlier ranges' rows of a product end."""
+        import numpy as np
+
+        before = starts[:-1].copy()
+        cursors = []
+        for (pmap, _), counts in zip(self.maps, self.counts):
+            cursors.append(before[pmap])
+            before[pmap] += counts
+        n = len(self.ranges)
+        _run(_runs_range, self.ranges, [m[0] for m in self.maps], [m[1] for m in self.maps], cursors,
+             [table] * n, [self.rows] * n, [locs_at] * n, [vals_at] * n, [dtype] * n)
 
 
 def _filled(table, offset, cells, dtype) -> int:
@@ -176,14 +204,30 @@ def _blocks(path: str, start: int, end: int, delimiter: str, width: int, picks, 
 def _scan_range(*args):
     import numpy as np
 
-    rows, whole = 0, True
+    rows, whole, counts = 0, True, np.zeros(0, np.int64)
     for out in _blocks(*args):
         if len(out) == 2:
-            return out[0].names, out[1].names, rows, whole
-        v = out[2]
+            names = out[0].names
+            return names, out[1].names, rows, whole, _grown(counts, len(names))[:len(names)]
+        p, v = out[0], out[2]
+        if len(p):
+            block = np.bincount(p)
+            counts = _grown(counts, len(block))
+            counts[:len(block)] += block
         rows += len(v)
         whole = whole and bool(not len(v) or (v.min() >= 0 and v.max() < 2.0 ** 63
                                              and np.array_equal(v, np.floor(v))))
+
+
+def _grown(counts, size: int):
+    """``counts`` with at least ``size`` entries, the new ones 0 (doubling: few copies)."""
+    import numpy as np
+
+    if len(counts) >= size:
+        return counts
+    out = np.zeros(max(size, 2 * len(counts)), np.int64)
+    out[:len(counts)] = counts
+    return out
 
 
 def _columns_range(*args):
@@ -213,3 +257,31 @@ def _fill_range(path, start, end, delimiter, width, picks, ascii_only, pmap, lma
         grid[flat] = v
     grid.flush()
     del grid
+
+
+def _runs_range(path, start, end, delimiter, width, picks, ascii_only, pmap, lmap, cursor, table,
+                rows, locs_at, vals_at, dtype) -> None:
+    import numpy as np
+
+    locs = np.memmap(table, np.uint32, "r+", locs_at, (rows,)) if rows else None
+    vals = np.memmap(table, dtype, "r+", vals_at, (rows,)) if rows else None
+    for out in _blocks(path, start, end, delimiter, width, picks, ascii_only):
+        if len(out) == 2:
+            break
+        p, loc, v = out
+        if not len(p):
+            continue
+        order = np.argsort(p, kind="stable")  # a block's rows of one product, in file order
+        p = p[order]
+        head = np.empty(len(p), bool)
+        head[0], head[1:] = True, p[1:] != p[:-1]
+        first = np.flatnonzero(head)
+        size = np.diff(np.append(first, len(p)))
+        pos = cursor[p] + (np.arange(len(p)) - np.repeat(first, size))
+        locs[pos] = lmap[loc[order]]
+        vals[pos] = v[order]
+        cursor[p[first]] += size
+    if locs is not None:
+        locs.flush()
+        vals.flush()
+        del locs, vals

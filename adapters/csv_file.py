@@ -36,6 +36,8 @@ from atp_bridge.errors import AdapterUnavailable
 log = logging.getLogger("atp_bridge.adapters.csv")
 NICE_ENV = "ATP_BRIDGE_RELOAD_NICE"
 RELOAD_NICE = 10  # see docs/benchmarks.md, issue 18: what it costs a reload and the requests
+IDLE_ENV = "ATP_BRIDGE_RELOAD_IDLE_S"
+RELOAD_IDLE_S = 60.0  # at least; 10 x the last build if that is longer
 
 
 def reload_nice() -> int:
@@ -47,6 +49,19 @@ def reload_nice() -> int:
         log.warning("%s=%r is not a whole number; the reload builder runs at nice %d",
                     NICE_ENV, raw, RELOAD_NICE)
         return RELOAD_NICE
+
+
+def reload_idle_s(last_build_s: float | None) -> float:
+    """How long a reload builder may run in the idle scheduling class before it is started
+    again at ``reload_nice()``: ``$ATP_BRIDGE_RELOAD_IDLE_S`` (0: never idle), else
+    ``RELOAD_IDLE_S`` or 10 times the last build's seconds, whichever is longer."""
+    raw = os.environ.get(IDLE_ENV)
+    if raw is not None:
+        try:
+            return max(0.0, float(raw))
+        except ValueError:
+            log.warning("%s=%r is not a number of seconds; using the default", IDLE_ENV, raw)
+    return max(RELOAD_IDLE_S, 10 * (last_build_s or 0))
 
 
 class _ColumnsSchema(Schema):
@@ -116,6 +131,7 @@ class CsvAdapter(Adapter):
         # (table, loaded_at, last_error), replaced as a whole so readers see one state
         self._state: tuple[MappedTable | None, float | None, str | None] = (None, None, None)
         self._seen: tuple | None = None  # stat signature of the version last read
+        self._build_s: float | None = None  # how long the last build this worker ran took
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -190,13 +206,15 @@ class CsvAdapter(Adapter):
             metrics.CSV_RELOADS.labels(self.name, "ok").inc()
             metrics.CSV_ROWS.labels(self.name).set(table.rows)
             metrics.CSV_MTIME.labels(self.name).set(sig[0] / 1e9)  # sig: the stat read, st_mtime_ns first
-            log.info("csv adapter %r: %s %s: %d rows, %d products x %d locations (%s) in %.2fs",
+            log.info("csv adapter %r: %s %s: %d rows, %d products x %d locations (%s) in %.2fs%s",
                      self.name, "built the table of" if how == "built" else
                      "mapped the existing table of", self.path, table.rows, table.products,
-                     table.locations, table.layout, time.perf_counter() - started)
+                     table.locations, table.layout, time.perf_counter() - started,
+                     f" (builder: {self._priority})" if how == "built" else "")
             return True
 
     _dir: str | None = None
+    _priority = "normal"  # how the last builder ran (its log line says)
 
     def _load(self, in_subprocess: bool) -> tuple:
         """``(table, error, stat signature read, "built" | "mapped")``."""
@@ -221,16 +239,24 @@ class CsvAdapter(Adapter):
             lock = try_lock(directory, key)
             if lock is None:  # another worker took it since build_running(): wait for its table
                 return self._load(in_subprocess)
+            reloading = self._state[0] is not None  # beside requests: the builder yields the CPU
             try:
-                # a reload beside requests: the builder yields the CPU to them
-                result = build_in_subprocess(*args, lock_fd=lock, nice=reload_nice()
-                                             if self._state[0] is not None else 0)
+                result = build_in_subprocess(
+                    *args, lock_fd=lock, nice=reload_nice() if reloading else 0,
+                    idle_for=reload_idle_s(self._build_s) if reloading else None)
             except Exception as e:  # no child process to be had: build here, slower for requests
                 log.warning("csv adapter %r: %s; building the table in this process", self.name, e)
             finally:
                 os.close(lock)
         if result is None:
             result = build(*args)
+        if result.get("starved_s"):
+            log.warning("csv adapter %r: the reload builder got no idle CPU in %.0f s (the workers "
+                        "are saturated); built it again at %s instead", self.name,
+                        result["starved_s"], result.get("priority"))
+        if result.get("seconds"):
+            self._build_s = result["seconds"]
+        self._priority = result.get("priority", "normal, in this process")
         if result.get("changed"):
             return None, None, CHANGED, None
         read = tuple(result["sig"]) if result.get("sig") else None

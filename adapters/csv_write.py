@@ -2,8 +2,10 @@
 
 :func:`write_table` writes a table from its rows held in numpy columns;
 :func:`write_dense` writes a dense table whose grid the caller fills in place
-through a shared mapping of the file, so a big build never holds the rows or
-the grid in its own memory: its pages are the new table's, nothing else.
+through a shared mapping of the file, and :func:`write_sparse` a sparse one
+whose per-product runs the caller fills in place, then sorted and rid of
+duplicates here a slice at a time: a big build never holds the rows or the
+table in its own memory: its pages are the new table's, nothing else.
 """
 from __future__ import annotations
 
@@ -106,6 +108,91 @@ def write_dense(path: str, meta: dict, pnames: list, lnames: list, rows: int, wh
             fill(path, offset, vtype)
         os.fsync(f.fileno())
     return header
+
+
+SORT_ROWS = 1 << 19  # rows sorted at once by write_sparse: ~20 MB of temporaries
+
+
+def write_sparse(path: str, meta: dict, pnames: list, lnames: list, rows: int, whole: bool,
+                 counts, fill) -> dict:
+    """Write a ``sparse`` table of ``rows`` rows, ``counts[p]`` of them product ``p``'s
+    (duplicates included). ``fill(path, starts, locs_at, vals_at, dtype)`` writes every
+    row's location code and value into its product's run (``starts[p]`` on), in file
+    order, through a shared mapping; each run is then sorted by location here, the last
+    of duplicate rows kept, and the runs moved together. The builder holds a slice of
+    ``SORT_ROWS`` rows at a time, never the rows; returns the header written."""
+    import numpy as np
+
+    n_p, n_l = len(pnames), len(lnames)
+    vtype, vcode = (np.int64, "q") if whole else (np.float64, "d")
+    pblob, poffs, pslots = _names(pnames, np)
+    lblob, loffs, lslots = _names(lnames, np)
+    sections = {"pnames": (pblob, "B"), "poffs": (poffs, "q"), "pslots": (pslots, "I"),
+                "lnames": (lblob, "B"), "loffs": (loffs, "q"), "lslots": (lslots, "I")}
+    starts = np.zeros(n_p + 1, np.int64)
+    np.cumsum(counts, out=starts[1:])
+    header, reserve, end = _plan(meta, rows, n_p, n_l, "sparse", whole, {
+        **{name: (arr.nbytes, code) for name, (arr, code) in sections.items()},
+        "starts": (starts.nbytes, "q"), "locs": (4 * rows, "I"), "vals": (8 * rows, vcode)})
+    at = {name: header["sections"][name][0] for name in ("starts", "locs", "vals")}
+    with open(path, "w+b") as f:  # read too: the runs are mapped
+        _write_header(f, header, reserve)
+        for name, (arr, _) in sections.items():
+            f.seek(header["sections"][name][0])
+            f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        f.truncate(end)
+        kept = rows
+        if rows:
+            fill(path, starts, at["locs"], at["vals"], vtype)
+            kept = _sort_runs(path, starts, at["locs"], at["vals"], vtype, n_l, np)
+        f.seek(at["starts"])
+        f.write(memoryview(starts).cast("B"))
+        if kept < rows:  # duplicates: the values move up behind the shorter locations
+            vals_at = _align(at["locs"] + 4 * kept)
+            src = np.memmap(f, vtype, "r+", at["vals"], (kept,))
+            dst = np.memmap(f, vtype, "r+", vals_at, (kept,))
+            for k in range(0, kept, SORT_ROWS):
+                dst[k:k + SORT_ROWS] = src[k:k + SORT_ROWS]  # forward: dst is below src
+            dst.flush()
+            del src, dst
+            header["sections"]["locs"][1] = 4 * kept
+            header["sections"]["vals"] = [vals_at, 8 * kept, vcode]
+            f.truncate(_align(vals_at + 8 * kept))
+            _write_header(f, header, reserve)
+        f.flush()
+        os.fsync(f.fileno())
+    return header
+
+
+def _sort_runs(path, starts, locs_at, vals_at, vtype, n_l, np) -> int:
+    """Sort each product's run of the file's ``locs``/``vals`` by location, keep the last of
+    equal locations (file order is kept within a run) and close the gaps; ``starts`` is
+    updated in place. Returns the rows kept."""
+    old = starts.copy()  # where the runs are now; starts gets where they end up
+    rows = int(old[-1])
+    locs = np.memmap(path, np.uint32, "r+", locs_at, (rows,))
+    vals = np.memmap(path, vtype, "r+", vals_at, (rows,))
+    n_p, a, w = len(old) - 1, 0, 0
+    while a < n_p:
+        b = min(n_p, max(a + 1, int(np.searchsorted(old, old[a] + SORT_ROWS, "right")) - 1))
+        lo, hi = int(old[a]), int(old[b])
+        loc, val = np.array(locs[lo:hi]), np.array(vals[lo:hi])
+        key = np.repeat(np.arange(b - a, dtype=np.int64), np.diff(old[a:b + 1])) * n_l + loc
+        if len(key) > 1 and not (key[1:] > key[:-1]).all():  # a file sorted like the table: skipped
+            order = np.argsort(key, kind="stable")
+            key, loc, val = key[order], loc[order], val[order]
+            last = _last_of_runs(key, np)
+            key, loc, val = key[last], loc[last], val[last]
+        if w != lo or len(loc) != hi - lo:
+            locs[w:w + len(loc)] = loc
+            vals[w:w + len(val)] = val
+        starts[a + 1:b + 1] = w + np.cumsum(np.bincount(key // n_l, minlength=b - a))
+        w += len(loc)
+        a = b
+    locs.flush()
+    vals.flush()
+    del locs, vals
+    return w
 
 
 def set_header(path: str, **fields) -> None:

@@ -191,3 +191,56 @@ def test_the_reload_builders_niceness_comes_from_the_environment(monkeypatch, ca
         monkeypatch.setenv(csv_file.NICE_ENV, value)
     assert csv_file.reload_nice() == nice
     assert ("ATP_BRIDGE_RELOAD_NICE='x' is not a whole number" in caplog.text) == (value == "x")
+
+
+# --- the reload builder's priority ----------------------------------------------------------
+
+def test_a_reload_builder_runs_in_the_idle_scheduling_class_and_a_first_build_at_normal_priority(
+        tmp_path):
+    from atp_bridge.adapters.csv_build import build_in_subprocess
+    from atp_bridge.adapters.csv_shared import MappedTable
+
+    path = tmp_path / "atp.csv"
+    path.write_text("product,location,atp\nA,L1,4\nB,L1,6\n")
+    for name in ("t1", "t2", "t3"):
+        (tmp_path / name).mkdir()
+    first = build_in_subprocess(str(tmp_path / "t1"), str(path), *ARGS, timeout=60)
+    assert first["built"] is True and first["priority"] == "normal"
+    reload = build_in_subprocess(str(tmp_path / "t2"), str(path), *ARGS, timeout=60, nice=10,
+                                 idle_for=60)
+    assert reload["built"] is True and reload["priority"] == "idle"
+    assert "starved_s" not in reload
+    assert MappedTable(reload["table"]).lookup(["A", "B"], ["L1"]) == [4, 6]
+    niced = build_in_subprocess(str(tmp_path / "t3"), str(path), *ARGS, timeout=60, nice=7)
+    assert niced["priority"] == "nice 7"  # idle class off (ATP_BRIDGE_RELOAD_IDLE_S=0)
+
+
+def test_an_idle_builder_that_does_not_finish_in_its_budget_is_run_again_at_its_niceness(tmp_path):
+    from atp_bridge.adapters.csv_build import build_in_subprocess
+    from atp_bridge.adapters.csv_shared import MappedTable
+
+    path = tmp_path / "atp.csv"
+    path.write_text("product,location,atp\nA,L1,4\n")
+    directory = tmp_path / "tables"
+    directory.mkdir()
+    # 50 ms: less than the child's interpreter needs to start, as if it got no CPU at all
+    result = build_in_subprocess(str(directory), str(path), *ARGS, timeout=60, nice=10,
+                                 idle_for=0.05)
+    assert result["starved_s"] == 0.05 and result["priority"] == "nice 10"
+    assert result["built"] is True
+    assert [f.name for f in directory.iterdir() if ".tmp" in f.name] == []  # the killed one's gone
+    assert MappedTable(result["table"]).lookup(["A"], ["L1"]) == [4]
+
+
+@pytest.mark.parametrize("value, last, budget", [
+    (None, None, 60.0), (None, 2.5, 60.0), (None, 9.0, 90.0), ("0", 9.0, 0.0), ("12.5", 9.0, 12.5),
+    ("-1", None, 0.0), ("x", None, 60.0)])
+def test_the_idle_budget_of_a_reload_builder(monkeypatch, caplog, value, last, budget):
+    from atp_bridge.adapters import csv_file
+
+    if value is None:
+        monkeypatch.delenv(csv_file.IDLE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(csv_file.IDLE_ENV, value)
+    assert csv_file.reload_idle_s(last) == budget
+    assert ("ATP_BRIDGE_RELOAD_IDLE_S='x' is not a number" in caplog.text) == (value == "x")

@@ -122,6 +122,9 @@ def test_a_reload_is_built_once_and_swapped_in_every_worker_and_the_old_table_le
     wait_until(lambda: log_count(log, r"built the table of") >= 2, what="the builder's line")
     time.sleep(0.5)  # a second builder's line would be as quick
     assert log_count(log, r"built the table of") == 2
+    # the first build had the machine to itself; the reload's ran beside the workers, idle class
+    assert log_count(log, r"built the table of [^\n]* \(builder: normal\)") == 1
+    assert log_count(log, r"built the table of [^\n]* \(builder: idle\)") == 1
 
 
 def test_a_worker_killed_by_sigkill_is_restarted_and_maps_the_existing_table(bridge, tmp_path):
@@ -144,14 +147,18 @@ def test_a_broken_new_file_keeps_the_old_table_in_every_worker_even_one_that_res
     broken = tmp_path / "atp.tmp"
     broken.write_text("product,location,atp\nP1,S0,1\nP1,S1\n")
     os.replace(broken, tmp_path / "atp.csv")
-    wait_until(lambda: bridge.get("/readyz").status_code == 503 and all(
-        bridge.get("/readyz").status_code == 503 for _ in range(6)), what="unready in every worker")
-    detail = bridge.get("/readyz").json()["adapters"]["stores"]["detail"]
-    assert detail == f"{tmp_path / 'atp.csv'}: line 3: expected 3 fields, got 2"
+    # each worker reads the change on its own poll: each logs that it keeps the old table
+    wait_until(lambda: log_count(log, r"keeping the previous data") == 3, what="three 'keeping' lines")
+    for _ in range(6):
+        response = bridge.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["adapters"]["stores"]["detail"] == (
+            f"{tmp_path / 'atp.csv'}: line 3: expected 3 fields, got 2")
     victim = workers(bridge)[0]
     os.kill(victim, signal.SIGKILL)
     wait_until(lambda: victim not in workers(bridge) and len(workers(bridge)) == 3, what="a new worker")
-    wait_until(lambda: log_count(log, r"keeping the previous data") >= 3, what="three 'keeping' lines")
+    wait_until(lambda: log_count(log, r"keeping the previous data") == 4,
+               what="the new worker's 'keeping' line")
     for pid in workers(bridge):
         wait_until(lambda: list(table_mappings(pid)) == [old], what=f"worker {pid} on the old table")
     responses = [bridge.post(body()) for _ in range(12)]

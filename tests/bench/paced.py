@@ -63,11 +63,16 @@ class PacedLoad:
 
     def window(self, since: float, until: float) -> dict:
         """rps, p50, p99 and max (ms) and errors of the requests due in ``[since, until)``."""
-        lat = [s[1] * 1e3 for s in self.samples if since <= s[0] < until]
-        bad = sum(1 for s in self.samples if since <= s[0] < until and s[2] != 200)
-        span = max(until - since, 1e-9)
+        return self.pooled([(since, until)])
+
+    def pooled(self, spans) -> dict:
+        """:meth:`window` over the requests due in any of ``spans`` (``(since, until)`` pairs)."""
+        picked = [s for s in self.samples if any(a <= s[0] < b for a, b in spans)]
+        lat = [s[1] * 1e3 for s in picked]
+        span = max(sum(b - a for a, b in spans), 1e-9)
         return {"requests": len(lat), "rps": len(lat) / span, "p50": percentile(lat, 50),
-                "p99": percentile(lat, 99), "max": max(lat, default=float("nan")), "non_200": bad}
+                "p99": percentile(lat, 99), "max": max(lat, default=float("nan")),
+                "non_200": sum(1 for s in picked if s[2] != 200)}
 
     async def _main(self) -> None:
         queue: asyncio.Queue = asyncio.Queue()

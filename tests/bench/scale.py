@@ -1,7 +1,7 @@
 """Big catalogues: the shared CSV table at 1M, 10M and 50M rows (a script, not a test).
 
     python -m tests.bench.scale [--rows 1M,10M,50M] [--workers 4] [--dir DIR] [--rates 0.5]
-                                [--nice N]
+                                [--reloads 3] [--nice N] [--idle-s S]
 
 For each size, a CSV of P products x 500 locations is generated in DIR
 (default: a temporary directory; 50M rows is ~1 GB: check ``df -h`` first),
@@ -12,11 +12,13 @@ workers, any builder; ``/proc/<pid>/smaps_rollup``, shared pages counted once)
 minus the same tree serving a 1-row file, restart-ready time (every worker
 SIGKILLed; ``/readyz`` 200 again once gunicorn's new workers mapped the
 table), 500-pair throughput and latency under wrk, and reloads under a paced
-load (:mod:`tests.bench.paced`, ``--rates`` x the measured rps): the first
-row's value changed in place, then the time until the new table is renamed
-into place (the build) and from there until every worker maps it and no
-longer the old one (the swap), latency before and during, every answer's new
-value, and the peak growth of the tree's PSS, of its anonymous memory (the
+load (:mod:`tests.bench.paced`, ``--rates`` x the measured rps; ``--reloads``
+each): the first row's value changed in place, then the time until the new
+table is renamed into place (the build) and from there until every worker
+maps it and no longer the old one (the swap), latency during the reload
+against steady state under the same load (10 s before the change plus, from
+1 s after the swap, as long as the reload took: spikes of this machine's own
+fall in windows of either kind alike), every answer's new value, and the peak growth of the tree's PSS, of its anonymous memory (the
 builder's own) and of anonymous memory plus the table files (a memory-backed
 table directory counts them).
 Files are deleted afterwards.
@@ -106,6 +108,8 @@ def measure(rows: int, workers: int, tmp: Path, wrk: Wrk, baseline: float, opts)
     env = {"ATP_BRIDGE_TABLE_DIR": str(tables)}
     if opts.nice is not None:
         env["ATP_BRIDGE_RELOAD_NICE"] = str(opts.nice)
+    if opts.idle_s is not None:
+        env["ATP_BRIDGE_RELOAD_IDLE_S"] = opts.idle_s
     bridge = Bridge(config, logfile, workers=workers, env=env)
     out = {"rows": written, "products": products, "file_mb": csv_path.stat().st_size / 2**20}
     try:
@@ -144,7 +148,12 @@ def measure(rows: int, workers: int, tmp: Path, wrk: Wrk, baseline: float, opts)
         marker.write_bytes(orjson.dumps({"products": [{"product_id": MARKER[0], "external_identifier":
                                                        MARKER[0]}], "fulfillment_locations": [MARKER[1]]}))
         out["reloads"] = [reload(bridge, body, csv_path, tables, out["steady"].rps * fraction,
-                                 30 + 4 * (out["build_s"] or 10), marker) for fraction in opts.rates]
+                                 30 + 4 * (out["build_s"] or 10), marker)
+                          for fraction in opts.rates for _ in range(opts.reloads)]
+        time.sleep(1.5)  # the log is written in batches
+        builders = re.findall(r"built the table of [^\n]*\(builder: ([^)]+)\)", logfile.read_text())
+        for x, how in zip(out["reloads"], builders[1:]):  # the first line is the first load's
+            x["builder"] = how
     finally:
         bridge.stop()
         csv_path.unlink()
@@ -177,24 +186,27 @@ def marker_value(bridge, body: Path) -> int:
 
 
 def reload(bridge, body: Path, csv_path: Path, tables: Path, rate: float, limit: float,
-           marker_body: Path, steady_s: float = 5.0) -> dict:
+           marker_body: Path, steady_s: float = 10.0) -> dict:
     """Change the file under a paced load of ``rate`` rps; when the new table was renamed into
     place (build finished), when every worker maps it (and the old one no longer), latency
-    before and during, and peak memory during."""
+    during the reload (from the change to the swap) and in steady state (``steady_s`` before
+    the change plus as long as the reload took, from 1 s after the swap: as many seconds as
+    the reload, or more, under the same load), and peak memory during."""
     (old,) = [f.name for f in tables.glob("*.table")]
     pid = bridge.proc.pid
     base = {**tree_mb(pid), "dir": dir_mb(tables)}
     peak, stop = dict(base), threading.Event()
 
     def sample():
-        while not stop.wait(0.2):
+        while not stop.wait(0.25):
             now, files = tree_mb(pid), dir_mb(tables)
             peak["pss"], peak["anon"] = max(peak["pss"], now["pss"]), max(peak["anon"], now["anon"])
             peak["total"] = max(peak.get("total", 0), now["anon"] + files)
     load = PacedLoad(bridge.url + "/availabilities", body, rate).start()
-    time.sleep(steady_s)
+    # sampled all along: its reads of the workers' smaps cost them time, in either window alike
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    time.sleep(steady_s + 1)
     touched = time.monotonic()
     value = bump_marker(csv_path)
     built = swapped = None
@@ -207,33 +219,36 @@ def reload(bridge, body: Path, csv_path: Path, tables: Path, rate: float, limit:
             swapped = time.monotonic()
         time.sleep(0.01)
     end = swapped or time.monotonic()
-    time.sleep(1.0)
+    after = (end + 1, end + 1 + (end - touched))
+    time.sleep(after[1] - time.monotonic() + 0.5)
     load.stop()
     stop.set()
     sampler.join()
     answers = {marker_value(bridge, marker_body) for _ in range(4 * len(bridge.worker_pids()))}
-    out = {"steady": load.window(touched - steady_s + 1, touched), "during": load.window(touched, end),
+    out = {"steady": load.pooled([(touched - steady_s, touched), after]),
+           "during": load.window(touched, end),
            "build_s": built - touched if built else None,
            "swap_s": swapped - built if swapped and built else None,
            "answers_new": answers == {value}, "errors": load.errors, "rate": rate,
            "peak_pss_growth": peak["pss"] - base["pss"], "peak_anon_growth": peak["anon"] - base["anon"],
            "peak_total_growth": peak.get("total", base["anon"] + base["dir"]) - base["anon"] - base["dir"],
            "table_mb": base["dir"]}
+    out["p99_ratio"] = out["during"]["p99"] / out["steady"]["p99"]
     marks = {"built": built, "swapped": swapped}
     buckets = []
-    for k in range(-int(steady_s) + 1, int(end - touched) + 2):  # one p99 per second, from the change
+    for k in range(-int(steady_s), int(after[1] - touched) + 1):  # one p99 per second
         w = load.window(touched + k, touched + k + 1)
         events = "".join(f" <{name}>" for name, t in marks.items()
                          if t is not None and touched + k <= t < touched + k + 1)
         buckets.append(f"{k:+d}s {w['p99']:.0f}{events}")
     log("reload p99 ms per second (0 = the change): " + ", ".join(buckets))
-    log(f"reload at {rate:,.0f} rps: build {out['build_s']} s after the change, every worker "
-        f"swapped {out['swap_s']} s after the build; p50/p99 steady {out['steady']['p50']:.2f}/"
+    log(f"reload at {rate:,.0f} rps: build {out['build_s']:.2f} s after the change, every worker "
+        f"swapped {out['swap_s']:.2f} s after the build; p50/p99 steady {out['steady']['p50']:.2f}/"
         f"{out['steady']['p99']:.2f} ms, during {out['during']['p50']:.2f}/{out['during']['p99']:.2f} "
-        f"ms (max {out['during']['max']:.1f}); peak growth: tree PSS {out['peak_pss_growth']:,.0f} MB, "
-        f"anonymous {out['peak_anon_growth']:,.0f} MB, anonymous + table files "
-        f"{out['peak_total_growth']:,.0f} MB (one table {out['table_mb']:,.0f} MB); every answer new: "
-        f"{out['answers_new']}")
+        f"ms (max {out['during']['max']:.1f}, p99 x{out['p99_ratio']:.2f}); peak growth: tree PSS "
+        f"{out['peak_pss_growth']:,.0f} MB, anonymous {out['peak_anon_growth']:,.0f} MB, anonymous + "
+        f"table files {out['peak_total_growth']:,.0f} MB (one table {out['table_mb']:,.0f} MB); every "
+        f"answer new: {out['answers_new']}")
     return out
 
 
@@ -245,8 +260,11 @@ def main(argv=None) -> None:
     parser.add_argument("--dir", help="where the CSVs and tables go (default: a temp dir)")
     parser.add_argument("--rates", default="0.5", help="paced load during the reload, as fractions "
                         "of the measured 500-pair rps (comma-separated: one reload each)")
+    parser.add_argument("--reloads", type=int, default=3, help="reloads per rate (default 3)")
     parser.add_argument("--nice", type=int, help="the reload builder's niceness "
                         "(ATP_BRIDGE_RELOAD_NICE; default: the adapter's)")
+    parser.add_argument("--idle-s", help="how long the reload builder may run in the idle "
+                        "scheduling class (ATP_BRIDGE_RELOAD_IDLE_S; 0: never; default: the adapter's)")
     opts = parser.parse_args(argv)
     sizes = [parse_rows(r) for r in opts.rows.split(",")]
     opts.rates = [float(x) for x in opts.rates.split(",")]
@@ -273,15 +291,20 @@ def main(argv=None) -> None:
           f"{r['steady'].p50:.2f}", f"{r['steady'].p99:.2f}"] for r in results]))
     fmt = (lambda v: f"{v:.2f}" if v is not None else "not seen")
     print(report.table(
-        ["rows", "nice", "paced rps", "change -> built s", "built -> every worker s",
-         "steady p50 / p99 ms", "during p50 / p99 ms", "during max ms", "every answer new",
-         "peak growth: tree PSS / anonymous / anonymous + table files MB"],
-        [[f"{r['rows']:,}", str(opts.nice if opts.nice is not None else "default"),
-          f"{x['rate']:,.0f}", fmt(x["build_s"]), fmt(x["swap_s"]),
-          f"{x['steady']['p50']:.2f} / {x['steady']['p99']:.2f}",
-          f"{x['during']['p50']:.2f} / {x['during']['p99']:.2f}", f"{x['during']['max']:.1f}",
-          str(x["answers_new"]), f"{x['peak_pss_growth']:,.0f} / {x['peak_anon_growth']:,.0f} / "
+        ["rows", "builder", "paced rps", "change -> built s", "built -> every worker s",
+         "steady p50 / p99 ms", "during p50 / p99 ms", "during / steady p50, p99", "during max ms",
+         "every answer new", "peak growth: tree PSS / anonymous / anonymous + table files MB"],
+        [[f"{r['rows']:,}", x.get("builder", "?"), f"{x['rate']:,.0f}", fmt(x["build_s"]),
+          fmt(x["swap_s"]), f"{x['steady']['p50']:.2f} / {x['steady']['p99']:.2f}",
+          f"{x['during']['p50']:.2f} / {x['during']['p99']:.2f}",
+          f"{x['during']['p50'] / x['steady']['p50']:.2f}, {x['p99_ratio']:.2f}",
+          f"{x['during']['max']:.1f}", str(x["answers_new"]),
+          f"{x['peak_pss_growth']:,.0f} / {x['peak_anon_growth']:,.0f} / "
           f"{x['peak_total_growth']:,.0f}"] for r in results for x in r["reloads"]]))
+    for r in results:
+        ratios = sorted(x["p99_ratio"] for x in r["reloads"])
+        print(f"{r['rows']:,} rows: p99 during / steady over {len(ratios)} reloads: "
+              f"{', '.join(f'{v:.2f}' for v in ratios)} (median {ratios[len(ratios) // 2]:.2f})")
     print(f"baseline (1-row file, {opts.workers} workers) tree PSS {baseline:,.0f} MB")
 
 
