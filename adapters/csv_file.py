@@ -15,6 +15,7 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -28,7 +29,7 @@ from atp_bridge.adapters.csv_build import (TableDirError, build, build_in_subpro
                                           try_lock)
 from atp_bridge.adapters.csv_shared import MappedTable
 from atp_bridge.adapters.csv_table import CHANGED, DEFAULT_COLUMNS, _path_signature
-from atp_bridge.filewatch import poll_settled
+from atp_bridge.filewatch import off_hub, poll_settled
 from atp_bridge import metrics
 from atp_bridge.config_types import resolve_file
 from atp_bridge.errors import AdapterUnavailable
@@ -132,6 +133,7 @@ class CsvAdapter(Adapter):
         self._state: tuple[MappedTable | None, float | None, str | None] = (None, None, None)
         self._seen: tuple | None = None  # stat signature of the version last read
         self._build_s: float | None = None  # how long the last build this worker ran took
+        self._retired: list[MappedTable] = []  # swapped out, still held by a request
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -202,7 +204,10 @@ class CsvAdapter(Adapter):
             if old is not None and old.path == table.path and loaded_at is not None:
                 self._state = (old, loaded_at, None)  # the same file again (e.g. touched back)
                 return False
-            self._state = (table, time.time(), None)  # the old table is unmapped once unused
+            self._state = (table, time.time(), None)
+            if old is not None:
+                self._retired.append(old)  # unmapped once no request holds it
+                del old
             metrics.CSV_RELOADS.labels(self.name, "ok").inc()
             metrics.CSV_ROWS.labels(self.name).set(table.rows)
             metrics.CSV_MTIME.labels(self.name).set(sig[0] / 1e9)  # sig: the stat read, st_mtime_ns first
@@ -211,7 +216,22 @@ class CsvAdapter(Adapter):
                      "mapped the existing table of", self.path, table.rows, table.products,
                      table.locations, table.layout, time.perf_counter() - started,
                      f" (builder: {self._priority})" if how == "built" else "")
-            return True
+        self.unmap_retired()
+        return True
+
+    def unmap_retired(self) -> int:
+        """Unmap the tables swapped out that no request holds any more (only the list of
+        them does), each on the gevent hub's thread pool: unmapping a big table, and for
+        the last worker freeing its deleted file's pages, takes tens of milliseconds
+        (60 ms for 385 MB on tmpfs) that would stop every request of this worker. The
+        others wait for the next poll. Returns how many are left."""
+        k = 0
+        while k < len(self._retired):
+            if sys.getrefcount(self._retired[k]) > 2:  # the list's and the argument's
+                k += 1
+                continue
+            off_hub(self._retired.pop(k).close)
+        return len(self._retired)
 
     _dir: str | None = None
     _priority = "normal"  # how the last builder ran (its log line says)
@@ -268,9 +288,13 @@ class CsvAdapter(Adapter):
         return table, None, read, "built" if result["built"] else "mapped"
 
     def _poll(self) -> None:
-        poll_settled(self._stop, self.reload_interval_s, lambda: _path_signature(self.path),
-                     lambda: self._seen, self.reload_now, log,
-                     f"csv adapter {self.name!r}: reload of {self.path}")
+        poll_settled(self._stop, self.reload_interval_s, self._signature, lambda: self._seen,
+                     self.reload_now, log, f"csv adapter {self.name!r}: reload of {self.path}")
+
+    def _signature(self):
+        if self._retired:  # a request held the old table at the swap: try again each poll
+            self.unmap_retired()
+        return _path_signature(self.path)
 
     def close(self) -> None:
         """Stop the polling thread (waits for a reload in progress)."""

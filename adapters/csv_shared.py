@@ -95,7 +95,7 @@ class MappedTable:
     """
 
     __slots__ = ("rows", "products", "locations", "layout", "whole", "path", "header",
-                 "_map", "_p", "_l", "_grid", "_starts", "_locs", "_vals", "__weakref__")
+                 "_map", "_views", "_p", "_l", "_grid", "_starts", "_locs", "_vals", "__weakref__")
 
     def __init__(self, path: str):
         with open(path, "rb") as f:
@@ -111,6 +111,16 @@ class MappedTable:
         self._l = _Names(sec["lnames"], sec["loffs"], sec["lslots"])
         self._grid, self._starts = sec.get("grid"), sec.get("starts")
         self._locs, self._vals = sec.get("locs"), sec.get("vals")
+        self._views = [*sec.values(), view]
+
+    def close(self) -> None:
+        """Unmap the file now (the GIL is let go meanwhile: :meth:`close` a big table
+        off the gevent hub). Only for a table no request holds: a lookup afterwards
+        raises ``ValueError``. Without it the mapping goes with the last reference."""
+        for v in self._views:  # every view of the map, or it cannot be closed
+            v.release()
+        self._views = []
+        self._map.close()
 
     def lookup(self, products: Sequence[str], locations: Sequence[str]) -> list:
         """ATP of every (product, location), product-major; None where unknown."""

@@ -1,4 +1,5 @@
-"""Polling a file for a new version: what the CSV adapter and the rule files share."""
+"""Polling a file for a new version, and work kept off the gevent hub: what the CSV
+adapter and the rule files share."""
 from __future__ import annotations
 
 import logging
@@ -26,3 +27,16 @@ def poll_settled(stop: threading.Event, interval_s: float, current: Callable[[],
                 reload()
         except Exception:  # the poller must outlive any surprise
             log.exception("%s failed", what)
+
+
+def off_hub(fn: Callable, *args):
+    """``fn(*args)``: on the gevent hub's thread pool when gevent patched threads
+    (so the worker's other greenlets run meanwhile), else here. For work that
+    lets go of the GIL (parsing in C, unmapping) but would stop the hub."""
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(fn, args)
+    return fn(*args)

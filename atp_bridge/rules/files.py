@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from atp_bridge.errors import AtpBridgeError
-from atp_bridge.filewatch import poll_settled
+from atp_bridge.filewatch import off_hub, poll_settled
 
 log = logging.getLogger("atp_bridge.rules")
 
@@ -90,18 +90,6 @@ def signature(path: str):
     except OSError:
         return None
     return st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def off_hub(fn: Callable, *args):
-    """``fn(*args)``: on the gevent hub's thread pool when gevent patched threads
-    (so the worker's other greenlets run meanwhile), else here."""
-    from gevent import monkey
-
-    if monkey.is_module_patched("threading"):
-        import gevent
-
-        return gevent.get_hub().threadpool.apply(fn, args)
-    return fn(*args)
 
 
 class WatchedFile:

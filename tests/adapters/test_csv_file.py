@@ -233,6 +233,35 @@ def test_background_reloads_parse_in_a_child_process_not_in_the_serving_one(make
     assert adapter.health().ok and adapter.health().info["rows"] == 1
 
 
+def mapped_tables() -> set[str]:
+    """Table files this process maps now (a deleted one too: the builder deletes the old)."""
+    lines = Path("/proc/self/maps").read_text().splitlines()
+    names = (line.removesuffix(" (deleted)").split()[-1] for line in lines)
+    return {name for name in names if name.endswith(".table")}
+
+
+def test_a_swapped_out_table_is_unmapped_at_once_unless_a_request_holds_it(make_adapter):
+    adapter, path = make_adapter(reload_interval_s=None)
+    first_map = adapter._state[0]._map  # the mapping, not the table: no request holds that
+    assert mapped_tables() == {adapter._state[0].path}
+    path.write_text("product,location,atp\n1000061,US01,42\n", encoding="utf-8")
+    assert adapter.reload_now(in_subprocess=False)
+    second = adapter._state[0]
+    assert first_map.closed and mapped_tables() == {second.path}
+    held = second  # a request in another thread, between reading the table and its lookup
+    path.write_text("product,location,atp\n1000061,US01,43\n", encoding="utf-8")
+    assert adapter.reload_now(in_subprocess=False)
+    assert not held._map.closed and held.lookup(["1000061"], ["US01"]) == [42]
+    assert adapter.unmap_retired() == 1  # still held: kept for the next poll
+    third_path = adapter._state[0].path
+    assert mapped_tables() == {held.path, third_path}
+    held_path = held.path
+    del held, second  # the request is done
+    assert adapter.unmap_retired() == 0
+    assert mapped_tables() == {third_path} and held_path != third_path
+    assert adapter.fetch(batch(["1000061"], ["US01"])) == [43]
+
+
 def test_a_broken_new_file_keeps_the_old_table_until_a_good_file_loads(make_adapter, caplog):
     adapter, path = make_adapter()
     caplog.set_level(logging.INFO, logger="atp_bridge.adapters.csv")
