@@ -38,7 +38,7 @@ log = logging.getLogger("atp_bridge.adapters.csv")
 NICE_ENV = "ATP_BRIDGE_RELOAD_NICE"
 RELOAD_NICE = 10  # see docs/benchmarks.md, issue 18: what it costs a reload and the requests
 IDLE_ENV = "ATP_BRIDGE_RELOAD_IDLE_S"
-RELOAD_IDLE_S = 60.0  # at least; 10 x the last build if that is longer
+RELOAD_IDLE_S = 15.0  # starved that long (under 5% of a core): start again at RELOAD_NICE
 
 
 def reload_nice() -> int:
@@ -52,17 +52,17 @@ def reload_nice() -> int:
         return RELOAD_NICE
 
 
-def reload_idle_s(last_build_s: float | None) -> float:
-    """How long a reload builder may run in the idle scheduling class before it is started
-    again at ``reload_nice()``: ``$ATP_BRIDGE_RELOAD_IDLE_S`` (0: never idle), else
-    ``RELOAD_IDLE_S`` or 10 times the last build's seconds, whichever is longer."""
+def reload_idle_s() -> float:
+    """How long a reload builder in the idle scheduling class may get less than 5% of a
+    core before it is started again at ``reload_nice()``: ``$ATP_BRIDGE_RELOAD_IDLE_S``
+    (0: never the idle class), else ``RELOAD_IDLE_S``."""
     raw = os.environ.get(IDLE_ENV)
     if raw is not None:
         try:
             return max(0.0, float(raw))
         except ValueError:
-            log.warning("%s=%r is not a number of seconds; using the default", IDLE_ENV, raw)
-    return max(RELOAD_IDLE_S, 10 * (last_build_s or 0))
+            log.warning("%s=%r is not a number of seconds; using %s", IDLE_ENV, raw, RELOAD_IDLE_S)
+    return RELOAD_IDLE_S
 
 
 class _ColumnsSchema(Schema):
@@ -132,7 +132,6 @@ class CsvAdapter(Adapter):
         # (table, loaded_at, last_error), replaced as a whole so readers see one state
         self._state: tuple[MappedTable | None, float | None, str | None] = (None, None, None)
         self._seen: tuple | None = None  # stat signature of the version last read
-        self._build_s: float | None = None  # how long the last build this worker ran took
         self._retired: list[MappedTable] = []  # swapped out, still held by a request
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
@@ -263,7 +262,7 @@ class CsvAdapter(Adapter):
             try:
                 result = build_in_subprocess(
                     *args, lock_fd=lock, nice=reload_nice() if reloading else 0,
-                    idle_for=reload_idle_s(self._build_s) if reloading else None)
+                    idle_for=reload_idle_s() if reloading else None)
             except Exception as e:  # no child process to be had: build here, slower for requests
                 log.warning("csv adapter %r: %s; building the table in this process", self.name, e)
             finally:
@@ -271,11 +270,10 @@ class CsvAdapter(Adapter):
         if result is None:
             result = build(*args)
         if result.get("starved_s"):
-            log.warning("csv adapter %r: the reload builder got no idle CPU in %.0f s (the workers "
-                        "are saturated); built it again at %s instead", self.name,
-                        result["starved_s"], result.get("priority"))
-        if result.get("seconds"):
-            self._build_s = result["seconds"]
+            log.warning("csv adapter %r: the reload builder got under 5%% of a core for %.0f s in "
+                        "the idle scheduling class (the workers leave no CPU idle); built it "
+                        "again at %s instead", self.name, result["starved_s"],
+                        result.get("priority"))
         self._priority = result.get("priority", "normal, in this process")
         if result.get("changed"):
             return None, None, CHANGED, None

@@ -242,8 +242,9 @@ def reload(bridge, body: Path, csv_path: Path, tables: Path, rate: float, limit:
                          if t is not None and touched + k <= t < touched + k + 1)
         buckets.append(f"{k:+d}s {w['p99']:.0f}{events}")
     log("reload p99 ms per second (0 = the change): " + ", ".join(buckets))
-    log(f"reload at {rate:,.0f} rps: build {out['build_s']:.2f} s after the change, every worker "
-        f"swapped {out['swap_s']:.2f} s after the build; p50/p99 steady {out['steady']['p50']:.2f}/"
+    seconds = (lambda v: "not seen" if v is None else f"{v:.2f} s")
+    log(f"reload at {rate:,.0f} rps: build {seconds(out['build_s'])} after the change, every worker "
+        f"swapped {seconds(out['swap_s'])} after the build; p50/p99 steady {out['steady']['p50']:.2f}/"
         f"{out['steady']['p99']:.2f} ms, during {out['during']['p50']:.2f}/{out['during']['p99']:.2f} "
         f"ms (max {out['during']['max']:.1f}, p99 x{out['p99_ratio']:.2f}); peak growth: tree PSS "
         f"{out['peak_pss_growth']:,.0f} MB, anonymous {out['peak_anon_growth']:,.0f} MB, anonymous + "
