@@ -5,9 +5,11 @@ The file is parsed once into a table file in ``table_dir`` (see
 (:class:`~adapters.csv_shared.MappedTable`): four workers hold one copy, and a
 worker that starts or restarts maps the table that is already built instead of
 parsing the file again. The parse runs in a child process, so it never holds
-the serving worker's GIL. A daemon thread polls the file and swaps in the new
-table only when a complete, valid file was read; until then requests keep the
-previous table. Writers should still prefer writing a temporary file and
+the serving worker's GIL, and a reload's child in the idle scheduling class
+(:mod:`adapters.csv_spawn`), so it never takes a core from a request. A daemon
+thread polls the file and swaps in the new table only when a complete, valid
+file was read; until then requests keep the previous table, which is unmapped
+off the event loop once none holds it. Writers should still prefer writing a temporary file and
 renaming it over the old one (atomic on POSIX).
 """
 from __future__ import annotations
@@ -24,9 +26,9 @@ from datetime import datetime, timezone
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from atp_bridge.adapters.base import Adapter, Batch, Health
-from atp_bridge.adapters.csv_build import (TableDirError, build, build_in_subprocess, build_running,
-                                          open_table, previous_table, source_key, table_dir,
-                                          try_lock)
+from atp_bridge.adapters.csv_build import (TableDirError, build, build_running, open_table,
+                                          previous_table, source_key, table_dir, try_lock)
+from atp_bridge.adapters.csv_spawn import build_in_subprocess
 from atp_bridge.adapters.csv_shared import MappedTable
 from atp_bridge.adapters.csv_table import CHANGED, DEFAULT_COLUMNS, _path_signature
 from atp_bridge.filewatch import off_hub, poll_settled

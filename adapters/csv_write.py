@@ -36,10 +36,7 @@ def write_table(path: str, meta: dict, pnames: list, lnames: list, pidx, lidx, v
     whole = bool(rows == 0 or (vals.min() >= 0 and vals.max() < 2.0 ** 63
                                and np.array_equal(vals, np.floor(vals))))
     vtype, vcode = (np.int64, "q") if whole else (np.float64, "d")
-    pblob, poffs, pslots = _names(pnames, np)
-    lblob, loffs, lslots = _names(lnames, np)
-    sections = {"pnames": (pblob, "B"), "poffs": (poffs, "q"), "pslots": (pslots, "I"),
-                "lnames": (lblob, "B"), "loffs": (loffs, "q"), "lslots": (lslots, "I")}
+    sections = _name_sections(pnames, lnames, np)
     if layout == "dense":
         stride = n_l + 1
         flat = pidx.astype(np.int64) * stride + lidx
@@ -64,10 +61,7 @@ def write_table(path: str, meta: dict, pnames: list, lnames: list, pidx, lidx, v
     header, reserve, end = _plan(meta, rows, n_p, n_l, layout, whole,
                                  {name: (arr.nbytes, code) for name, (arr, code) in sections.items()})
     with open(path, "wb") as f:
-        _write_header(f, header, reserve)
-        for name, (arr, _) in sections.items():
-            f.seek(header["sections"][name][0])
-            f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        _write_sections(f, header, reserve, sections, np)
         f.truncate(max(end, f.tell()))
         f.flush()
         os.fsync(f.fileno())  # a disk volume: the rename must not outrun the data
@@ -83,20 +77,14 @@ def write_dense(path: str, meta: dict, pnames: list, lnames: list, rows: int, wh
 
     n_p, n_l = len(pnames), len(lnames)
     vtype, vcode = (np.int64, "q") if whole else (np.float64, "d")
-    pblob, poffs, pslots = _names(pnames, np)
-    lblob, loffs, lslots = _names(lnames, np)
-    sections = {"pnames": (pblob, "B"), "poffs": (poffs, "q"), "pslots": (pslots, "I"),
-                "lnames": (lblob, "B"), "loffs": (loffs, "q"), "lslots": (lslots, "I")}
+    sections = _name_sections(pnames, lnames, np)
     cells = n_p * (n_l + 1)
     header, reserve, end = _plan(meta, rows, n_p, n_l, "dense", whole,
                                  {**{name: (arr.nbytes, code) for name, (arr, code) in sections.items()},
                                   "grid": (8 * cells, vcode)})
     offset = header["sections"]["grid"][0]
     with open(path, "w+b") as f:  # read too: the grid is mapped
-        _write_header(f, header, reserve)
-        for name, (arr, _) in sections.items():
-            f.seek(header["sections"][name][0])
-            f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        _write_sections(f, header, reserve, sections, np)
         f.truncate(end)
         if cells:
             grid = np.memmap(f, vtype, "r+", offset, (cells,))
@@ -125,10 +113,7 @@ def write_sparse(path: str, meta: dict, pnames: list, lnames: list, rows: int, w
 
     n_p, n_l = len(pnames), len(lnames)
     vtype, vcode = (np.int64, "q") if whole else (np.float64, "d")
-    pblob, poffs, pslots = _names(pnames, np)
-    lblob, loffs, lslots = _names(lnames, np)
-    sections = {"pnames": (pblob, "B"), "poffs": (poffs, "q"), "pslots": (pslots, "I"),
-                "lnames": (lblob, "B"), "loffs": (loffs, "q"), "lslots": (lslots, "I")}
+    sections = _name_sections(pnames, lnames, np)
     starts = np.zeros(n_p + 1, np.int64)
     np.cumsum(counts, out=starts[1:])
     header, reserve, end = _plan(meta, rows, n_p, n_l, "sparse", whole, {
@@ -136,10 +121,7 @@ def write_sparse(path: str, meta: dict, pnames: list, lnames: list, rows: int, w
         "starts": (starts.nbytes, "q"), "locs": (4 * rows, "I"), "vals": (8 * rows, vcode)})
     at = {name: header["sections"][name][0] for name in ("starts", "locs", "vals")}
     with open(path, "w+b") as f:  # read too: the runs are mapped
-        _write_header(f, header, reserve)
-        for name, (arr, _) in sections.items():
-            f.seek(header["sections"][name][0])
-            f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
+        _write_sections(f, header, reserve, sections, np)
         f.truncate(end)
         kept = rows
         if rows:
@@ -231,6 +213,22 @@ def _write_header(f, header: dict, reserve: int) -> None:
         raise ValueError(f"table header of {len(raw)} bytes does not fit its {reserve}")
     f.seek(0)
     f.write(MAGIC + len(raw).to_bytes(8, "little") + raw.ljust(reserve, b" "))
+
+
+def _name_sections(pnames: list, lnames: list, np) -> dict:
+    """The sections of the product and location names: name -> (array, typecode)."""
+    pblob, poffs, pslots = _names(pnames, np)
+    lblob, loffs, lslots = _names(lnames, np)
+    return {"pnames": (pblob, "B"), "poffs": (poffs, "q"), "pslots": (pslots, "I"),
+            "lnames": (lblob, "B"), "loffs": (loffs, "q"), "lslots": (lslots, "I")}
+
+
+def _write_sections(f, header: dict, reserve: int, sections: dict, np) -> None:
+    """The header, then each of ``sections`` at its offset in the header."""
+    _write_header(f, header, reserve)
+    for name, (arr, _) in sections.items():
+        f.seek(header["sections"][name][0])
+        f.write(memoryview(np.ascontiguousarray(arr)).cast("B"))
 
 
 def _last_of_runs(sorted_keys, np):

@@ -165,7 +165,8 @@ def test_duplicates_in_different_ranges_are_written_again_in_file_order_so_the_l
 
 def test_a_worker_holding_the_build_lock_hands_it_to_its_builder_and_others_see_a_build_running(
         tmp_path):
-    from atp_bridge.adapters.csv_build import build_in_subprocess, build_running, source_key, try_lock
+    from atp_bridge.adapters.csv_build import build_running, source_key, try_lock
+    from atp_bridge.adapters.csv_spawn import build_in_subprocess
 
     path = tmp_path / "atp.csv"
     path.write_text("product,location,atp\nA,L1,4\n")
@@ -198,7 +199,7 @@ def test_the_reload_builders_niceness_comes_from_the_environment(monkeypatch, ca
 
 def test_a_reload_builder_runs_in_the_idle_scheduling_class_and_a_first_build_at_normal_priority(
         tmp_path):
-    from atp_bridge.adapters.csv_build import build_in_subprocess
+    from atp_bridge.adapters.csv_spawn import build_in_subprocess
     from atp_bridge.adapters.csv_shared import MappedTable
 
     path = tmp_path / "atp.csv"
@@ -218,26 +219,25 @@ def test_a_reload_builder_runs_in_the_idle_scheduling_class_and_a_first_build_at
 
 def test_an_idle_builder_starved_of_cpu_is_killed_and_run_again_at_its_niceness(tmp_path,
                                                                                  monkeypatch):
-    from atp_bridge.adapters import csv_build
-    from atp_bridge.adapters.csv_build import build_in_subprocess
+    from atp_bridge.adapters import csv_spawn
+    from atp_bridge.adapters.csv_spawn import build_in_subprocess
     from atp_bridge.adapters.csv_shared import MappedTable
 
     path = tmp_path / "atp.csv"
     path.write_text("product,location,atp\nA,L1,4\n")
     directory = tmp_path / "tables"
     directory.mkdir()
-    cpu = []
+    looks = []
 
     def no_cpu(pid):  # as if saturated workers left it no CPU at all
-        cpu.append(csv_build._cpu_seconds.__wrapped__(pid))
+        looks.append(pid)
         return 0.0
-    no_cpu.__wrapped__ = csv_build._cpu_seconds
-    monkeypatch.setattr(csv_build, "_cpu_seconds", no_cpu)
-    monkeypatch.setattr(csv_build, "CHECK_S", 0.02)
+    monkeypatch.setattr(csv_spawn, "_cpu_seconds", no_cpu)
+    monkeypatch.setattr(csv_spawn, "CHECK_S", 0.02)
     result = build_in_subprocess(str(directory), str(path), *ARGS, timeout=60, nice=10,
                                  idle_for=0.1)
     assert result["starved_s"] == 0.1 and result["priority"] == "nice 10" and result["built"] is True
-    assert len(cpu) >= 5  # judged over a window of samples, not at once
+    assert len(looks) >= 5  # judged over a window of samples, not at once
     assert [f.name for f in directory.iterdir() if ".tmp" in f.name] == []
     assert MappedTable(result["table"]).lookup(["A"], ["L1"]) == [4]
 
@@ -247,27 +247,27 @@ def test_a_builder_that_gets_cpu_is_not_judged_starved_and_its_cpu_time_is_read(
     import subprocess
     import sys
 
-    from atp_bridge.adapters import csv_build
+    from atp_bridge.adapters import csv_spawn
 
     spin = subprocess.Popen([sys.executable, "-c", "import time\nt = time.process_time()\n"
                              "while time.process_time() - t < 0.3: pass\ntime.sleep(30)"])
     try:
         deadline = time.monotonic() + 20
-        while csv_build._cpu_seconds(spin.pid) < 0.3 and time.monotonic() < deadline:
+        while csv_spawn._cpu_seconds(spin.pid) < 0.3 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert 0.3 <= csv_build._cpu_seconds(spin.pid) < 2
+        assert 0.3 <= csv_spawn._cpu_seconds(spin.pid) < 2
     finally:
         spin.kill()
         spin.wait()
-    assert csv_build._cpu_seconds(spin.pid) == 0.0  # gone: unknown
+    assert csv_spawn._cpu_seconds(spin.pid) == 0.0  # gone: unknown
     path = tmp_path / "atp.csv"
     path.write_text("product,location,atp\nA,L1,4\n")
     (tmp_path / "t").mkdir()
-    monkeypatch.setattr(csv_build, "CHECK_S", 0.02)
+    monkeypatch.setattr(csv_spawn, "CHECK_S", 0.02)
     # judged every 20 ms over a 0.2 s window (its start-up alone takes longer); it gets the
     # CPU it wants: nothing else runs
     started = time.monotonic()
-    result = csv_build.build_in_subprocess(str(tmp_path / "t"), str(path), *ARGS, timeout=60,
+    result = csv_spawn.build_in_subprocess(str(tmp_path / "t"), str(path), *ARGS, timeout=60,
                                            nice=10, idle_for=0.2)
     assert time.monotonic() - started > 0.2  # so it was judged
     assert result["priority"] == "idle" and "starved_s" not in result

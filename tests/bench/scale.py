@@ -148,7 +148,7 @@ def measure(rows: int, workers: int, tmp: Path, wrk: Wrk, baseline: float, opts)
         marker.write_bytes(orjson.dumps({"products": [{"product_id": MARKER[0], "external_identifier":
                                                        MARKER[0]}], "fulfillment_locations": [MARKER[1]]}))
         out["reloads"] = [reload(bridge, body, csv_path, tables, out["steady"].rps * fraction,
-                                 30 + 4 * (out["build_s"] or 10), marker)
+                                 60 + 8 * (out["build_s"] or 10), marker)
                           for fraction in opts.rates for _ in range(opts.reloads)]
         time.sleep(1.5)  # the log is written in batches
         builders = re.findall(r"built the table of [^\n]*\(builder: ([^)]+)\)", logfile.read_text())
