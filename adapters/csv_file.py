@@ -271,11 +271,6 @@ class CsvAdapter(Adapter):
                 os.close(lock)
         if result is None:
             result = build(*args)
-        if result.get("starved_s"):
-            log.warning("csv adapter %r: the reload builder got under 5%% of a core for %.0f s in "
-                        "the idle scheduling class (the workers leave no CPU idle); built it "
-                        "again at %s instead", self.name, result["starved_s"],
-                        result.get("priority"))
         self._priority = result.get("priority", "normal, in this process")
         if result.get("changed"):
             return None, None, CHANGED, None

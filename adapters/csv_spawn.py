@@ -10,6 +10,7 @@ niceness alone if the idle class starved it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 
+log = logging.getLogger("atp_bridge.adapters.csv")
 STARVED_SHARE = 0.05  # of one core: less than this, over the window, is starving
 CHECK_S = 1.0  # how often a waiting worker looks at its builder
 
@@ -47,6 +49,9 @@ def build_in_subprocess(directory: str, path: str, encoding: str, delimiter: str
         try:
             return _run_builder([True, *args], timeout, lock_fd, starved_after=idle_for)
         except Starved:
+            log.warning("csv table builder of %s: under %d%% of a core for %g s in the idle "
+                        "scheduling class (the workers leave no CPU idle); starting it again "
+                        "at nice %d", path, round(100 * STARVED_SHARE), idle_for, nice)
             return {**_run_builder([False, *args], timeout, lock_fd), "starved_s": idle_for}
     return _run_builder([False, *args], timeout, lock_fd)
 

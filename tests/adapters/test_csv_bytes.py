@@ -218,7 +218,7 @@ def test_a_reload_builder_runs_in_the_idle_scheduling_class_and_a_first_build_at
 
 
 def test_an_idle_builder_starved_of_cpu_is_killed_and_run_again_at_its_niceness(tmp_path,
-                                                                                 monkeypatch):
+                                                                                 monkeypatch, caplog):
     from atp_bridge.adapters import csv_spawn
     from atp_bridge.adapters.csv_spawn import build_in_subprocess
     from atp_bridge.adapters.csv_shared import MappedTable
@@ -238,6 +238,8 @@ def test_an_idle_builder_starved_of_cpu_is_killed_and_run_again_at_its_niceness(
                                  idle_for=0.1)
     assert result["starved_s"] == 0.1 and result["priority"] == "nice 10" and result["built"] is True
     assert len(looks) >= 5  # judged over a window of samples, not at once
+    assert f"csv table builder of {path}: under 5% of a core for 0.1 s in the idle scheduling " \
+        "class (the workers leave no CPU idle); starting it again at nice 10" in caplog.text
     assert [f.name for f in directory.iterdir() if ".tmp" in f.name] == []
     assert MappedTable(result["table"]).lookup(["A"], ["L1"]) == [4]
 
