@@ -262,3 +262,7 @@ if __name__ == "__main__":  # the child of build_in_subprocess
     # a reload (beside serving workers) parses on one core: the others stay theirs
     _result = build(*_args, processes=1 if _reload else None, lock_fd=_lock)
     sys.stdout.write(json.dumps({**_result, "priority": _priority}))
+    sys.stdout.flush()
+    # no interpreter teardown: in the idle class beside busy workers it took up to seconds,
+    # and the worker that started this child swaps the new table in once it has exited
+    os._exit(0)
