@@ -226,13 +226,14 @@ class CsvAdapter(Adapter):
         the last worker freeing its deleted file's pages, takes tens of milliseconds
         (60 ms for 385 MB on tmpfs) that would stop every request of this worker. The
         others wait for the next poll. Returns how many are left."""
-        k = 0
-        while k < len(self._retired):
-            if sys.getrefcount(self._retired[k]) > 2:  # the list's and the argument's
-                k += 1
-                continue
-            off_hub(self._retired.pop(k).close)
-        return len(self._retired)
+        with self._load_lock:  # one caller at a time walks the list
+            k = 0
+            while k < len(self._retired):
+                if sys.getrefcount(self._retired[k]) > 2:  # the list's and the argument's
+                    k += 1
+                    continue
+                off_hub(self._retired.pop(k).close)
+            return len(self._retired)
 
     _dir: str | None = None
     _priority = "normal"  # how the last builder ran (its log line says)
